@@ -1,0 +1,121 @@
+"""Stochastic depth (Huang et al. 2016): whole residual branches dropped during training.
+
+The per-block survival probabilities come from one function, `survival_probabilities`; the gate of one
+block is a `DropPath` module. In ``batch`` mode the block asks `DropPath.skip_branch()` *before* computing
+its branch, so a dropped branch costs nothing, forward or backward (the paper's time saving).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import torch
+from torch import nn
+
+SURVIVAL_RULES = ("linear", "uniform")
+DROP_MODES = ("batch", "row")
+DROP_SCALINGS = ("test", "train")
+
+
+@dataclass(frozen=True)
+class StochasticDepth:
+    """Settings of stochastic depth for one network.
+
+    Args:
+        p_last: survival probability p_L of the last residual block (the paper: 0.5). 1.0 disables dropping.
+        rule: ``"linear"`` (p_l = 1 - l/L (1 - p_L), the paper) or ``"uniform"`` (p_l = p_L for every block).
+        mode: ``"batch"`` (one draw per block per mini-batch, the paper; a dropped branch is not computed)
+            or ``"row"`` (one draw per sample, as timm's drop path; computes every branch, saves no time).
+        scaling: ``"test"`` (the paper: the branch is multiplied by p_l at test time) or ``"train"``
+            (the branch is divided by p_l during training and left alone at test time).
+    """
+
+    p_last: float = 0.5
+    rule: str = "linear"
+    mode: str = "batch"
+    scaling: str = "test"
+
+    def __post_init__(self) -> None:
+        if not 0.0 < self.p_last <= 1.0:
+            raise ValueError(f"stochastic_depth.p_last must be in (0, 1], got {self.p_last}")
+        for field, value, allowed in (
+            ("rule", self.rule, SURVIVAL_RULES),
+            ("mode", self.mode, DROP_MODES),
+            ("scaling", self.scaling, DROP_SCALINGS),
+        ):
+            if value not in allowed:
+                raise ValueError(f"stochastic_depth.{field} must be one of {allowed}, got {value!r}")
+
+    @classmethod
+    def coerce(cls, value: StochasticDepth | dict | float | None) -> StochasticDepth | None:
+        """Accept the settings as a dataclass, a dict of its fields, a bare p_L, or None (off)."""
+        if value is None or isinstance(value, cls):
+            return value
+        if isinstance(value, dict):
+            unknown = sorted(set(value) - set(asdict(cls())))
+            if unknown:
+                raise ValueError(f"unknown stochastic_depth keys {unknown}; allowed: {sorted(asdict(cls()))}")
+            return cls(**value)
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return cls(p_last=float(value))
+        raise TypeError(f"stochastic_depth must be a StochasticDepth, dict, float or None, got {type(value).__name__}")
+
+
+def survival_probabilities(num_blocks: int, p_last: float, rule: str = "linear") -> list[float]:
+    """Survival probability p_l of residual blocks l = 1..L (Huang et al. 2016, Eq. 4)."""
+    if num_blocks < 1:
+        raise ValueError(f"num_blocks must be >= 1, got {num_blocks}")
+    if rule == "linear":
+        return [1.0 - (block / num_blocks) * (1.0 - p_last) for block in range(1, num_blocks + 1)]
+    if rule == "uniform":
+        return [p_last] * num_blocks
+    raise ValueError(f"survival rule must be one of {SURVIVAL_RULES}, got {rule!r}")
+
+
+class DropPath(nn.Module):
+    """The gate of one residual branch.
+
+    A block calls `skip_branch()` first; when it returns True the branch must not be computed. Otherwise
+    the block computes its branch and passes it through `forward`, which applies the row mask and the
+    scaling convention. With ``survival_prob == 1`` both are no-ops, so an undropped net is unchanged.
+    """
+
+    def __init__(self, survival_prob: float = 1.0, mode: str = "batch", scaling: str = "test") -> None:
+        super().__init__()
+        if not 0.0 < survival_prob <= 1.0:
+            raise ValueError(f"survival_prob must be in (0, 1], got {survival_prob}")
+        if mode not in DROP_MODES or scaling not in DROP_SCALINGS:
+            raise ValueError(f"mode must be in {DROP_MODES} and scaling in {DROP_SCALINGS}, got {mode!r}, {scaling!r}")
+        self.survival_prob = survival_prob
+        self.mode = mode
+        self.scaling = scaling
+        # Generator for the batch-mode draws; None means torch's default CPU generator. Distributed runs
+        # give every rank the same generator state so a block is dropped on all ranks at once.
+        self.generator: torch.Generator | None = None
+        self.last_kept: bool = True  # whether the most recent batch-mode draw kept the branch
+
+    @property
+    def active(self) -> bool:
+        return self.survival_prob < 1.0
+
+    def skip_branch(self) -> bool:
+        """Draw this block's batch-mode gate; True means: drop it, do not compute the branch."""
+        if not (self.training and self.active and self.mode == "batch"):
+            self.last_kept = True
+            return False
+        # Drawn on the CPU so that deciding costs no device synchronisation.
+        self.last_kept = bool(torch.rand((), generator=self.generator) < self.survival_prob)
+        return not self.last_kept
+
+    def forward(self, branch: torch.Tensor) -> torch.Tensor:
+        if not self.active:
+            return branch
+        if self.training:
+            if self.mode == "row":
+                keep_shape = (branch.shape[0],) + (1,) * (branch.ndim - 1)
+                branch = branch * branch.new_empty(keep_shape).bernoulli_(self.survival_prob)
+            return branch / self.survival_prob if self.scaling == "train" else branch
+        return branch * self.survival_prob if self.scaling == "test" else branch
+
+    def extra_repr(self) -> str:
+        return f"survival_prob={self.survival_prob:.4f}, mode={self.mode}, scaling={self.scaling}"

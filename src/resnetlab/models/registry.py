@@ -1,0 +1,91 @@
+"""The model registry: every named architecture is a `ModelSpec` (data), built by one generic builder."""
+
+from __future__ import annotations
+
+import difflib
+import fnmatch
+import inspect
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any
+
+from torch import nn
+
+
+class UnknownModelError(ValueError):
+    """An unregistered model name; the message lists the close matches."""
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """A named architecture: the builder, the arguments that define it, and its paper facts."""
+
+    name: str
+    builder: Callable[..., nn.Module]
+    architecture: Mapping[str, Any]  # arguments fixed by the name (depth, unit type, placement...)
+    dataset: str  # "cifar" or "imagenet": the input size and default classes below follow from it
+    depth: int
+    paper: str
+    description: str
+    input_size: int = field(init=False)
+    num_classes: int = field(init=False)
+
+    def __post_init__(self) -> None:
+        if self.dataset not in ("cifar", "imagenet"):
+            raise ValueError(f"dataset must be 'cifar' or 'imagenet', got {self.dataset!r}")
+        object.__setattr__(self, "architecture", MappingProxyType(dict(self.architecture)))
+        object.__setattr__(self, "input_size", 32 if self.dataset == "cifar" else 224)
+        object.__setattr__(self, "num_classes", 10 if self.dataset == "cifar" else 1000)
+
+    def options(self) -> list[str]:
+        """The keyword options a user may pass to `create_model` for this model."""
+        names = inspect.signature(self.builder).parameters
+        return [name for name in names if name not in self.architecture]
+
+
+_REGISTRY: dict[str, ModelSpec] = {}
+
+
+def register_model(spec: ModelSpec) -> ModelSpec:
+    """Add a model to the registry; registering a name twice is an error."""
+    if spec.name in _REGISTRY:
+        raise ValueError(f"model {spec.name!r} is already registered")
+    _REGISTRY[spec.name] = spec
+    return spec
+
+
+def get_model_spec(name: str) -> ModelSpec:
+    """The spec of a registered model, or `UnknownModelError` naming the close matches."""
+    try:
+        return _REGISTRY[name]
+    except KeyError:
+        close = difflib.get_close_matches(name, list(_REGISTRY), n=5, cutoff=0.6)
+        hint = f"did you mean: {', '.join(close)}?" if close else "see `resnetlab models` for the list"
+        raise UnknownModelError(f"unknown model {name!r}; {hint}") from None
+
+
+def list_models(pattern: str | None = None) -> list[str]:
+    """Registered model names in registry order, optionally filtered by a shell pattern like ``"preact*"``."""
+    return [name for name in _REGISTRY if pattern is None or fnmatch.fnmatchcase(name, pattern)]
+
+
+def create_model(name: str, num_classes: int | None = None, **options: Any) -> nn.Module:
+    """Build a registered model.
+
+    Args:
+        name: a name from `list_models()`, e.g. ``"resnet110"``.
+        num_classes: outputs of the classifier (default: 10 for CIFAR nets, 1000 for ImageNet nets).
+        **options: the model's options, e.g. ``shortcut="B"``, ``stochastic_depth={"p_last": 0.5}``,
+            ``norm="reference"``, ``zero_init_residual=True``; `ModelSpec.options` lists them.
+    """
+    spec = get_model_spec(name)
+    fixed = sorted(set(options) & set(spec.architecture))
+    if fixed:
+        raise ValueError(f"{fixed} are fixed by the name {name!r}; build another registered model instead")
+    allowed = spec.options()
+    unknown = sorted(set(options) - set(allowed))
+    if unknown:
+        raise ValueError(f"unknown option(s) {unknown} for {name!r}; allowed: {', '.join(o for o in allowed if o != 'num_classes')}")
+    return spec.builder(**spec.architecture, num_classes=spec.num_classes if num_classes is None else num_classes,
+                        **options)
