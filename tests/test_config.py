@@ -22,6 +22,7 @@ def test_overrides_parse_values_as_yaml():
     config = load_config(None, ["train.lr=0.05", "train.nesterov=true", "train.schedule.milestones=[10, 20]",
                                 "model.stochastic_depth={p_last: 0.5}", "train.iterations=null", "train.epochs=3"])
     assert config.train.lr == 0.05 and config.train.nesterov is True
+    assert load_config(None, ["train.weight_decay=5e-4"]).train.weight_decay == 5e-4  # YAML 1.1 reads a string
     assert config.train.schedule.milestones == (10, 20)
     assert config.model.options == {"stochastic_depth": {"p_last": 0.5}}
     assert config.train.epochs == 3 and config.train.iterations is None
@@ -41,7 +42,7 @@ def test_every_recipe_in_configs_loads(path):
     (["train.batch_size=abc"], "train.batch_size must be an integer, got 'abc'"),
     (["train.nesterov=maybe"], "train.nesterov must be true or false"),
     (["data.name=imagenet"], "data.name must be one of synthetic, cifar10, cifar100, folder"),
-    (["train.epochs=10"], "set exactly one of train.iterations and train.epochs"),
+    (["train.iterations=null"], "set exactly one of train.iterations and train.epochs"),
     (["train.schedule.milestones=[48000, 32000]"], "milestones must increase"),
     (["train.schedule.warmup.kind=linear"], "needs train.schedule.warmup.steps > 0"),
     (["model.name=resnet111"], "model: unknown model 'resnet111'; did you mean: resnet110"),
@@ -54,6 +55,12 @@ def test_bad_values_are_named_in_one_line(overrides, message):
     with pytest.raises(ConfigError) as info:
         load_config(None, overrides)
     assert message in str(info.value) and "\n" not in str(info.value)
+
+
+def test_a_length_override_replaces_the_other_unit():
+    assert load_config(None, ["train.epochs=10"]).train.iterations is None
+    config = load_config(None, ["train.epochs=10", "train.iterations=500"])
+    assert (config.train.iterations, config.train.epochs) == (500, None)
 
 
 def test_bad_files(tmp_path):

@@ -1,7 +1,8 @@
-"""The ``resnetlab`` command line: ``models`` and ``info`` (training, evaluation and export come later).
+"""The ``resnetlab`` command line: ``train``, ``eval``, ``predict``, ``models`` and ``info``.
 
-Errors a user can fix (unknown names, bad values) print one line and exit with status 2; ``--debug``
-shows the traceback instead.
+Errors a user can fix (unknown names, bad config values, missing or corrupt files, a diverged loss) print one
+line and exit non-zero; ``--debug`` shows the traceback instead. An interrupted run writes a checkpoint at
+its exact position and says how to resume it.
 """
 
 from __future__ import annotations
@@ -11,6 +12,16 @@ import sys
 from collections.abc import Sequence
 
 EXIT_USAGE = 2
+EXIT_DIVERGED = 3
+EXIT_INTERRUPTED = 130
+
+# The quick start: what `resnetlab train` runs with no config, on the built-in synthetic data (no download);
+# about two minutes on 2 CPU cores.
+QUICKSTART_OVERRIDES = [
+    "model.name=resnet20", "data.name=synthetic", "data.synthetic_train_size=10000", "data.synthetic_test_size=2000",
+    "data.validation_size=1000", "train.epochs=3", "train.schedule.unit=epochs",
+    "train.schedule.name=cosine", "run.name=null",
+]
 # Commands import torch and the models when they run, so `--help` answers at once.
 
 
@@ -59,12 +70,103 @@ def cmd_info(args: argparse.Namespace) -> int:
     return 0
 
 
+def _split_config_args(items: list[str]) -> tuple[str | None, list[str]]:
+    """``[CONFIG] [key=value ...]``: the first item is a config file unless it is an override."""
+    if items and "=" not in items[0]:
+        return items[0], items[1:]
+    return None, items
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from resnetlab.config import load_config
+    from resnetlab.training.session import train
+    from resnetlab.training.trainer import TrainingInterrupted
+
+    if args.resume:
+        if args.items:
+            raise ValueError("--resume continues a run with its saved config; drop the config and overrides")
+        config = None
+    else:
+        path, overrides = _split_config_args(args.items)
+        if path is None:
+            print("no config given: running the quick start (ResNet-20 on the built-in synthetic data)")
+            overrides = QUICKSTART_OVERRIDES + overrides
+        config = load_config(path, overrides)
+    try:
+        summary = train(config, resume=args.resume, device=args.device, progress=args.progress)
+    except TrainingInterrupted as stop:
+        run_dir = getattr(stop, "run_dir", args.resume)
+        print(f"resnetlab: interrupted ({stop}); a checkpoint was written: continue with "
+              f"`resnetlab train --resume {run_dir}`", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    final = summary["final_test_error"]
+    print(f"done: test error {100 * final:.2f}% after {summary['epochs']} epochs" if final is not None else "done")
+    if summary["test_error_at_best_val"] is not None:
+        print(f"test error at the best validation epoch ({summary['best_epoch']}): "
+              f"{100 * summary['test_error_at_best_val']:.2f}%")
+    print(f"run folder: {summary['run_dir']} (metrics.jsonl, error_curves.png, tensorboard/, last.pt)")
+    return 0
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from resnetlab.data.batches import eval_batches
+    from resnetlab.data.datasets import load_arrays
+    from resnetlab.training.inference import load_trained_model
+    from resnetlab.training.trainer import evaluate
+
+    trained = load_trained_model(args.run, device=args.device)
+    data = load_arrays(trained.config.data)
+    print(f"{trained.checkpoint_path}: {trained.config.model.name} on {trained.config.data.name}")
+    for split, images, labels in (("val", data.val_images, data.val_labels), ("test", data.test_images, data.test_labels)):
+        if args.split not in (split, "all"):
+            continue
+        result = evaluate(trained.model, eval_batches(images, labels, trained.normalizer, device=args.device),
+                          len(trained.classes))
+        if result is None:
+            print(f"{split}: no images")
+            continue
+        top5 = f", top-5 error {100 * result['top5_error']:.2f}%" if "top5_error" in result else ""
+        print(f"{split}: {len(labels)} images, top-1 error {100 * result['error']:.2f}%{top5}, loss {result['loss']:.4f}")
+    return 0
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    from resnetlab.training.inference import load_trained_model, predict_files
+
+    trained = load_trained_model(args.checkpoint, device=args.device)
+    for path, ranking in zip(args.images, predict_files(trained, args.images, args.top)):
+        print(path)
+        for rank, (name, probability) in enumerate(ranking, 1):
+            print(f"  {rank}. {name:<24} {100 * probability:6.2f}%")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="resnetlab", description="Deep residual networks of four papers, "
                                      "built exactly, trained and measured.")
     parser.add_argument("--debug", action="store_true", help="show full tracebacks on errors")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
+    train = sub.add_parser("train", help="train a model (no config: the quick start on synthetic data)",
+                           description="Train from a recipe in configs/ with key=value overrides, e.g. "
+                           "`resnetlab train configs/resnet/cifar10_resnet110.yaml train.seed=1`.")
+    train.add_argument("items", nargs="*", metavar="[CONFIG] [key=value]", help="a YAML recipe, then overrides")
+    train.add_argument("--resume", metavar="RUN", help="continue the run in this folder (or from this checkpoint)")
+    train.add_argument("--device", default="cpu", help="torch device (default: cpu)")
+    train.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
+                       help="progress bar with ETA (default: only on a terminal)")
+    train.set_defaults(handler=cmd_train)
+    evaluate = sub.add_parser("eval", help="evaluate a run (or a checkpoint) on its validation and test splits")
+    evaluate.add_argument("run", metavar="RUN|CHECKPOINT")
+    evaluate.add_argument("--split", choices=("val", "test", "all"), default="all")
+    evaluate.add_argument("--device", default="cpu")
+    evaluate.set_defaults(handler=cmd_eval)
+    predict = sub.add_parser("predict", help="top-5 classes of image files with a trained checkpoint")
+    predict.add_argument("checkpoint", metavar="CHECKPOINT|RUN")
+    predict.add_argument("images", nargs="+", metavar="IMAGE")
+    predict.add_argument("--top", type=int, default=5, help="how many classes to list (default: 5)")
+    predict.add_argument("--device", default="cpu")
+    predict.set_defaults(handler=cmd_predict)
     models = sub.add_parser("models", help="list every model with depth, parameters and multiply-adds")
     models.add_argument("pattern", nargs="?", help="shell pattern on the name, e.g. 'preact*'")
     models.set_defaults(handler=cmd_models)
@@ -78,9 +180,18 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    from resnetlab.data.errors import DataError
+    from resnetlab.training.checkpoint import CheckpointError
+    from resnetlab.training.trainer import TrainingDiverged
+
     try:
         return args.handler(args)
-    except (ValueError, TypeError, KeyError, OSError) as error:
+    except TrainingDiverged as error:
+        if args.debug:
+            raise
+        print(f"resnetlab: error: {error}", file=sys.stderr)
+        return EXIT_DIVERGED
+    except (ValueError, TypeError, KeyError, OSError, DataError, CheckpointError) as error:
         if args.debug:
             raise
         message = error.args[0] if isinstance(error, KeyError) and error.args else error

@@ -135,6 +135,11 @@ def _coerce(value: Any, annotation: Any, key: str) -> Any:
             raise ConfigError(f"{key} must be an integer, got {value!r}")
         return value
     if annotation is float:
+        if isinstance(value, str):  # YAML 1.1 reads 1e-4 (no dot) as a string; people write it so
+            try:
+                value = float(value)
+            except ValueError:
+                pass
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigError(f"{key} must be a number, got {value!r}")
         return float(value)
@@ -203,6 +208,16 @@ def apply_overrides(data: dict, overrides: list[str]) -> dict:
             node = child
         node[parts[-1]] = value
     return data
+
+
+def _length_overrides_replace_each_other(overrides: list[str]) -> list[str]:
+    """``train.iterations=N`` after a recipe in epochs (or the reverse) replaces it: the last one given wins."""
+    keys = [item.split("=", 1)[0].strip() for item in overrides]
+    lengths = [key for key in keys if key in ("train.iterations", "train.epochs")]
+    if not lengths:
+        return overrides
+    other = "train.epochs" if lengths[-1] == "train.iterations" else "train.iterations"
+    return [item for item, key in zip(overrides, keys) if key != other] + [f"{other}=null"]
 
 
 def _deep_copy(data: dict) -> dict:
@@ -274,7 +289,13 @@ def read_yaml(path: str | Path) -> dict:
 def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> Config:
     """The validated config of a recipe file (or the defaults when None) with ``key=value`` overrides."""
     data = read_yaml(path) if path is not None else {}
-    data = apply_overrides(data, list(overrides or []))
+    overrides = list(overrides or [])
+    data = apply_overrides(data, _length_overrides_replace_each_other(overrides))
+    return validate(_from_dict(Config, data, ""))
+
+
+def config_from_dict(data: dict) -> Config:
+    """A validated config from plain data (a saved run's config, a checkpoint's)."""
     return validate(_from_dict(Config, data, ""))
 
 

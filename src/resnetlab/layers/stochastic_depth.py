@@ -119,3 +119,15 @@ class DropPath(nn.Module):
 
     def extra_repr(self) -> str:
         return f"survival_prob={self.survival_prob:.4f}, mode={self.mode}, scaling={self.scaling}"
+
+
+def set_gate_generator(model: nn.Module, generator: torch.Generator | None) -> int:
+    """Make every batch-mode gate of ``model`` draw from ``generator``; returns the number of gates.
+
+    The trainer reseeds this generator from (seed, iteration) every step, so the gates are a pure function
+    of the step: a resumed run redraws them exactly, and every distributed rank drops the same units.
+    """
+    gates = [module for module in model.modules() if isinstance(module, DropPath)]
+    for gate in gates:
+        gate.generator = generator
+    return len(gates)

@@ -1,0 +1,1 @@
+"""Training: learning-rate schedules and, next, the training loop."""

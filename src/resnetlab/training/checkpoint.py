@@ -1,0 +1,82 @@
+"""Checkpoints: written atomically, read without executing code.
+
+A checkpoint holds everything a bitwise-exact resume needs: model and optimizer state, the position (epoch,
+iteration, batch within the epoch), the warm-up state, the best validation result so far, and every random
+generator (python, numpy, torch CPU and, where present, CUDA). Writing goes to a temporary file in the same
+folder, flushed to disk, then `os.replace`d over the old file, so a crash leaves either the previous good
+checkpoint or the new one, never half of one. Reading uses ``torch.load(weights_only=True)``, which refuses
+any pickle that asks for objects other than tensors and plain containers.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import random
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+LAST_CHECKPOINT = "last.pt"
+BEST_CHECKPOINT = "best.pt"
+
+
+class CheckpointError(Exception):
+    """A checkpoint that cannot be read; the message names the file and the reason."""
+
+
+def capture_rng_state() -> dict[str, Any]:
+    """Every global random generator, as tensors and plain Python values (loadable with weights_only)."""
+    kind, keys, position, has_gauss, cached = np.random.get_state()
+    state = {
+        "python": random.getstate(),
+        "numpy": {"kind": kind, "keys": torch.from_numpy(keys.astype(np.int64)), "position": int(position),
+                  "has_gauss": int(has_gauss), "cached_gaussian": float(cached)},
+        "torch": torch.get_rng_state(),
+    }
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def restore_rng_state(state: dict[str, Any]) -> None:
+    version, internal, gauss = state["python"]
+    random.setstate((version, tuple(internal), gauss))
+    numpy_state = state["numpy"]
+    np.random.set_state((numpy_state["kind"], numpy_state["keys"].numpy().astype(np.uint32),
+                         numpy_state["position"], numpy_state["has_gauss"], numpy_state["cached_gaussian"]))
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def save_checkpoint(state: dict[str, Any], path: str | Path) -> None:
+    """Write ``state`` to ``path`` atomically (temporary file, fsync, rename)."""
+    path = Path(path)
+    temporary = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    try:
+        with open(temporary, "wb") as handle:
+            torch.save(state, handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temporary, path)
+    finally:
+        temporary.unlink(missing_ok=True)
+
+
+def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    """Read a checkpoint without running code from it; `CheckpointError` names a bad file in one line."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint {path} not found")
+    try:
+        return torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as error:
+        first_line = str(error).strip().splitlines()[0] if str(error).strip() else "unsafe content"
+        raise CheckpointError(f"refusing to load {path}: it asks for more than tensors and plain data "
+                              f"({first_line}); only load files you trust with other tools") from None
+    except (RuntimeError, EOFError, OSError, ValueError) as error:
+        raise CheckpointError(f"checkpoint {path} is unreadable or truncated ({type(error).__name__}); "
+                              "resume from an earlier checkpoint or retrain") from None

@@ -1,0 +1,76 @@
+"""A trained model back from a checkpoint (no code runs on load), and predictions on image files."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from resnetlab.config import Config, config_from_dict
+from resnetlab.data.augment import Normalizer, nhwc_to_nchw
+from resnetlab.data.errors import DataError
+from resnetlab.models import create_model
+from resnetlab.training.checkpoint import LAST_CHECKPOINT, load_checkpoint
+
+
+@dataclass
+class TrainedModel:
+    model: torch.nn.Module  # in eval mode
+    normalizer: Normalizer
+    classes: list[str]
+    image_size: int  # px, the side of the training images
+    config: Config
+    checkpoint_path: Path
+
+
+def resolve_checkpoint(path: str | Path) -> Path:
+    """A run folder means its last checkpoint; a file is taken as it is."""
+    path = Path(path)
+    return path / LAST_CHECKPOINT if path.is_dir() else path
+
+
+def load_trained_model(path: str | Path, device: str = "cpu") -> TrainedModel:
+    checkpoint_path = resolve_checkpoint(path)
+    checkpoint = load_checkpoint(checkpoint_path)
+    config = config_from_dict(checkpoint["config"])
+    classes = list(checkpoint["classes"])
+    model = create_model(config.model.name, num_classes=config.model.num_classes or len(classes),
+                         **config.model.options)
+    model.load_state_dict(checkpoint["model"])
+    model.to(device).eval()
+    return TrainedModel(model, Normalizer.from_state_dict(checkpoint["normalizer"]), classes,
+                        int(checkpoint["image_size"]), config, checkpoint_path)
+
+
+def read_image(path: str | Path, size: int) -> np.ndarray:
+    """An image file as uint8 HWC RGB of size x size: shorter side resized to `size`, then centre-cropped."""
+    from PIL import Image, UnidentifiedImageError
+
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"image {path} not found")
+    try:
+        with Image.open(path) as image:
+            image = image.convert("RGB")
+            scale = size / min(image.size)
+            width, height = max(size, round(image.width * scale)), max(size, round(image.height * scale))
+            image = image.resize((width, height), Image.BILINEAR)
+            left, top = (width - size) // 2, (height - size) // 2
+            return np.asarray(image.crop((left, top, left + size, top + size)), dtype=np.uint8)
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as error:
+        raise DataError(f"image {path} is unreadable or corrupt ({type(error).__name__}); check the file") from None
+
+
+@torch.no_grad()
+def predict_files(trained: TrainedModel, paths: list[str | Path], top: int = 5) -> list[list[tuple[str, float]]]:
+    """Top-k (class name, probability) for each image file."""
+    images = np.stack([read_image(p, trained.image_size) for p in paths])
+    device = next(trained.model.parameters()).device
+    logits = trained.model(trained.normalizer(nhwc_to_nchw(images).to(device)))
+    probabilities = logits.softmax(1)
+    k = min(top, probabilities.shape[1])
+    values, indices = probabilities.topk(k, dim=1)
+    return [[(trained.classes[i], float(v)) for v, i in zip(row_v, row_i)] for row_v, row_i in
+            zip(values.tolist(), indices.tolist())]

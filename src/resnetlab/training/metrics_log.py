@@ -1,0 +1,45 @@
+"""Per-epoch metrics: one JSON line per epoch in ``metrics.jsonl`` and the same scalars in TensorBoard."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+METRICS_FILE = "metrics.jsonl"
+
+
+class MetricsLog:
+    """Appends epoch records; on resume, drops records written after the checkpoint being resumed."""
+
+    def __init__(self, run_dir: str | Path, resume_after_iteration: int | None = None, tensorboard: bool = True):
+        self.path = Path(run_dir) / METRICS_FILE
+        self.records: list[dict] = []
+        if resume_after_iteration is not None and self.path.exists():
+            kept = [r for r in read_metrics(self.path) if r["iteration"] <= resume_after_iteration]
+            self.path.write_text("".join(json.dumps(r) + "\n" for r in kept))
+            self.records = kept
+        self.writer = None
+        if tensorboard:
+            from torch.utils.tensorboard import SummaryWriter  # imported here: it is slow to import
+
+            self.writer = SummaryWriter(str(Path(run_dir) / "tensorboard"), purge_step=resume_after_iteration)
+
+    def append(self, record: dict) -> None:
+        self.records.append(record)
+        with open(self.path, "a") as handle:
+            handle.write(json.dumps(record) + "\n")
+        if self.writer is not None:
+            for key, value in record.items():
+                if isinstance(value, (int, float)) and key not in ("epoch", "iteration") and math.isfinite(value):
+                    self.writer.add_scalar(key.replace("_", "/", 1), value, record["iteration"])
+            self.writer.flush()
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+
+
+def read_metrics(path: str | Path) -> list[dict]:
+    lines = Path(path).read_text().splitlines()
+    return [json.loads(line) for line in lines if line.strip()]

@@ -1,0 +1,259 @@
+"""Learning-rate schedules as pure functions of the global iteration (0-based), warm-up included.
+
+Every function here maps (step, settings) to a learning rate and keeps no state, so a resumed run, a plot or a test
+gets the same value for the same step in any order of calls. The one rule that depends on training, the ResNet-110 /
+1202 warm-up ("lr 0.01 until the training error falls below 80%, then back to 0.1"), is made pure by passing the step
+at which the error first fell below the threshold (`warmup_done_at`); `ErrorThresholdWarmup` is the small piece of
+state that records that step and goes into the checkpoint.
+
+Milestones and step counts are in iterations (optimizer steps); `epochs_to_iterations` converts epoch recipes.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, fields
+from typing import Callable, Sequence
+
+# He et al. 2015, CIFAR-10: lr 0.1, divided by 10 at 32k and 48k iterations, stop at 64k (batch 128).
+RESNET_CIFAR_BASE_LR = 0.1
+RESNET_CIFAR_MILESTONES = (32_000, 48_000)
+RESNET_CIFAR_ITERATIONS = 64_000
+# ResNet-110 / 1202: lr 0.01 until the training error (a fraction, not %) is below 0.8, about 400 iterations.
+RESNET_WARMUP_LR = 0.01
+RESNET_WARMUP_ERROR_THRESHOLD = 0.8
+
+# Huang et al. 2016, CIFAR: 500 epochs, lr 0.1 divided by 10 at epochs 250 and 375.
+STOCHASTIC_DEPTH_CIFAR_EPOCHS = 500
+STOCHASTIC_DEPTH_CIFAR_MILESTONE_EPOCHS = (250, 375)
+
+SCHEDULE_NAMES = ("step", "cosine", "constant")
+WARMUP_KINDS = ("none", "linear", "constant", "error_threshold")
+
+MainSchedule = Callable[[int], float]
+
+
+def _check_step(step: int) -> None:
+    if step < 0:
+        raise ValueError(f"step must be >= 0 (0-based iteration), got {step}")
+
+
+def step_lr(step: int, base_lr: float, milestones: Sequence[int], gamma: float = 0.1) -> float:
+    """base_lr * gamma ** (number of milestones <= step): the papers' piecewise-constant schedule."""
+    _check_step(step)
+    passed = sum(1 for milestone in milestones if milestone <= step)
+    return base_lr * gamma**passed
+
+
+def cosine_lr(step: int, base_lr: float, total_steps: int, final_lr: float = 0.0) -> float:
+    """Half a cosine from base_lr at step 0 to final_lr at step total_steps; final_lr after that."""
+    _check_step(step)
+    progress = min(step, total_steps) / total_steps
+    return final_lr + 0.5 * (base_lr - final_lr) * (1.0 + math.cos(math.pi * progress))
+
+
+def iterations_per_epoch(num_images: int, batch_size: int, drop_last: bool = False) -> int:
+    """Optimizer steps in one pass over num_images (50k images at batch 128: 391, the last batch partial)."""
+    if num_images <= 0 or batch_size <= 0:
+        raise ValueError(f"num_images and batch_size must be > 0, got {num_images} and {batch_size}")
+    return num_images // batch_size if drop_last else math.ceil(num_images / batch_size)
+
+
+def epochs_to_iterations(epochs: Sequence[float], iterations_per_epoch: int) -> tuple[int, ...]:
+    """Epoch milestones as iteration milestones: the step that starts each epoch (epoch 250 at 391/epoch: 97750)."""
+    if iterations_per_epoch <= 0:
+        raise ValueError(f"iterations_per_epoch must be > 0, got {iterations_per_epoch}")
+    return tuple(round(epoch * iterations_per_epoch) for epoch in epochs)
+
+
+def warmup_lr(step: int, main: MainSchedule, warmup_steps: int, start_lr: float, kind: str = "linear") -> float:
+    """The first warmup_steps iterations replaced by a warm-up, main(step) afterwards.
+
+    kind ``"constant"`` holds start_lr; ``"linear"`` ramps from start_lr at step 0 to main(warmup_steps) (the base lr
+    for a step schedule), so the lr is continuous where the main schedule takes over. The main schedule keeps
+    counting global steps: the warm-up shortens its first phase, it does not shift its milestones.
+    """
+    _check_step(step)
+    if step >= warmup_steps:
+        return main(step)
+    if kind == "constant":
+        return start_lr
+    if kind == "linear":
+        return start_lr + (main(warmup_steps) - start_lr) * step / warmup_steps
+    raise ValueError(f"warm-up kind must be 'linear' or 'constant', got {kind!r}")
+
+
+def error_threshold_lr(step: int, main: MainSchedule, warmup_done_at: int | None, warmup_lr: float,
+                       max_warmup_steps: int | None = None) -> float:
+    """He et al.'s ResNet-110 warm-up: warmup_lr up to and including step warmup_done_at, main(step) after it.
+
+    warmup_done_at is the iteration whose training error first fell below the threshold (None: not yet). That
+    iteration itself already ran at warmup_lr; the next one runs at the main schedule's value, never at warmup_lr
+    again. max_warmup_steps, if given, ends the warm-up at that step whatever the error.
+    """
+    _check_step(step)
+    warm = warmup_done_at is None or step <= warmup_done_at
+    if max_warmup_steps is not None and step >= max_warmup_steps:
+        warm = False
+    return warmup_lr if warm else main(step)
+
+
+class ErrorThresholdWarmup:
+    """Records the first iteration whose training error is below `threshold`; checkpointed with the run.
+
+    Call `update(step, train_error)` after each training iteration with that iteration's (or a running) training
+    error as a fraction in [0, 1]. Pass `warmup_done_at` to `LRSchedule.lr`.
+    """
+
+    def __init__(self, threshold: float = RESNET_WARMUP_ERROR_THRESHOLD, warmup_lr: float = RESNET_WARMUP_LR,
+                 max_steps: int | None = None) -> None:
+        if not 0.0 < threshold < 1.0:
+            raise ValueError(f"threshold is a training error fraction in (0, 1), got {threshold}")
+        if not warmup_lr > 0.0:
+            raise ValueError(f"warmup_lr must be > 0, got {warmup_lr}")
+        if max_steps is not None and max_steps <= 0:
+            raise ValueError(f"max_steps must be > 0 or None, got {max_steps}")
+        self.threshold = threshold
+        self.warmup_lr = warmup_lr
+        self.max_steps = max_steps
+        self.warmup_done_at: int | None = None
+
+    @property
+    def done(self) -> bool:
+        return self.warmup_done_at is not None
+
+    def update(self, step: int, train_error: float) -> int | None:
+        """Record `step` if it is the first with train_error < threshold (or the last before max_steps)."""
+        _check_step(step)
+        if not 0.0 <= train_error <= 1.0:
+            raise ValueError(f"train_error is a fraction in [0, 1], got {train_error}")
+        if self.warmup_done_at is None:
+            hit_cap = self.max_steps is not None and step + 1 >= self.max_steps
+            if train_error < self.threshold or hit_cap:
+                self.warmup_done_at = step
+        return self.warmup_done_at
+
+    def state_dict(self) -> dict:
+        return {"threshold": self.threshold, "warmup_lr": self.warmup_lr, "max_steps": self.max_steps,
+                "warmup_done_at": self.warmup_done_at}
+
+    def load_state_dict(self, state: dict) -> None:
+        if (state["threshold"], state["warmup_lr"], state["max_steps"]) != (
+                self.threshold, self.warmup_lr, self.max_steps):
+            raise ValueError(f"checkpointed warm-up settings {state} differ from this run's {self.state_dict()}")
+        self.warmup_done_at = state["warmup_done_at"]
+
+
+@dataclass(frozen=True)
+class LRSchedule:
+    """One learning-rate schedule, validated; `lr(step)` is the only entry point the trainer needs.
+
+    Args:
+        name: ``"step"`` (base_lr * gamma per milestone passed), ``"cosine"`` (base_lr to final_lr over
+            total_steps) or ``"constant"``.
+        base_lr: the main schedule's starting learning rate (the papers: 0.1).
+        milestones: iterations at which a step schedule multiplies the lr by gamma (the paper: 32k, 48k).
+        gamma: factor per milestone (the papers: 0.1).
+        total_steps: iterations of the whole run, warm-up included (the paper: 64k); the cosine's length.
+        final_lr: the cosine's last value.
+        warmup: ``"none"``, ``"linear"`` (ramp from warmup_lr to base_lr over warmup_steps), ``"constant"``
+            (warmup_lr for warmup_steps) or ``"error_threshold"`` (warmup_lr until the training error is below
+            warmup_threshold, He et al.'s ResNet-110 rule; warmup_steps > 0 caps it).
+        warmup_steps: length of a linear / constant warm-up in iterations; cap of an error-threshold one (0: none).
+        warmup_lr: start of a linear warm-up, value of a constant or error-threshold one (the paper: 0.01).
+        warmup_threshold: training error fraction that ends an error-threshold warm-up (the paper: 0.8).
+    """
+
+    name: str = "step"
+    base_lr: float = RESNET_CIFAR_BASE_LR
+    milestones: tuple[int, ...] = RESNET_CIFAR_MILESTONES
+    gamma: float = 0.1
+    total_steps: int = RESNET_CIFAR_ITERATIONS
+    final_lr: float = 0.0
+    warmup: str = "none"
+    warmup_steps: int = 0
+    warmup_lr: float = RESNET_WARMUP_LR
+    warmup_threshold: float = RESNET_WARMUP_ERROR_THRESHOLD
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "milestones", tuple(self.milestones))  # lists from YAML stay hashable and frozen
+        if self.name not in SCHEDULE_NAMES:
+            raise ValueError(f"schedule name must be one of {SCHEDULE_NAMES}, got {self.name!r}")
+        if not (math.isfinite(self.base_lr) and self.base_lr > 0.0):
+            raise ValueError(f"base_lr must be a finite number > 0, got {self.base_lr}")
+        if not (isinstance(self.total_steps, int) and self.total_steps > 0):
+            raise ValueError(f"total_steps must be an int > 0, got {self.total_steps!r}")
+        if any(not isinstance(m, int) or m <= 0 for m in self.milestones):
+            raise ValueError(f"milestones must be ints > 0 (iterations), got {self.milestones}")
+        if any(later <= earlier for earlier, later in zip(self.milestones, self.milestones[1:])):
+            raise ValueError(f"milestones must be strictly increasing, got {self.milestones}")
+        if self.name == "step" and self.milestones and self.milestones[-1] >= self.total_steps:
+            raise ValueError(f"milestone {self.milestones[-1]} is not before total_steps {self.total_steps}: "
+                             "it would never take effect")
+        if not 0.0 < self.gamma <= 1.0:
+            raise ValueError(f"gamma must be in (0, 1], got {self.gamma}")
+        if not 0.0 <= self.final_lr <= self.base_lr:
+            raise ValueError(f"final_lr must be in [0, base_lr={self.base_lr}], got {self.final_lr}")
+        if self.warmup not in WARMUP_KINDS:
+            raise ValueError(f"warmup must be one of {WARMUP_KINDS}, got {self.warmup!r}")
+        if not (isinstance(self.warmup_steps, int) and 0 <= self.warmup_steps < self.total_steps):
+            raise ValueError(f"warmup_steps must be an int in [0, total_steps), got {self.warmup_steps!r}")
+        if self.warmup == "none" and self.warmup_steps != 0:
+            raise ValueError(f"warmup_steps={self.warmup_steps} has no effect with warmup 'none'; set it to 0")
+        if self.warmup in ("linear", "constant") and self.warmup_steps == 0:
+            raise ValueError(f"a {self.warmup} warm-up needs warmup_steps > 0")
+        if not (math.isfinite(self.warmup_lr) and self.warmup_lr >= 0.0):
+            raise ValueError(f"warmup_lr must be a finite number >= 0, got {self.warmup_lr}")
+        if self.warmup in ("constant", "error_threshold") and self.warmup_lr == 0.0:
+            raise ValueError(f"a {self.warmup} warm-up at warmup_lr=0 never trains; use a value > 0")
+        if not 0.0 < self.warmup_threshold < 1.0:
+            raise ValueError(f"warmup_threshold is a training error fraction in (0, 1), got {self.warmup_threshold}")
+
+    @classmethod
+    def from_dict(cls, settings: dict) -> LRSchedule:
+        """Build from a config dict; unknown keys are an error, not silently ignored."""
+        unknown = sorted(set(settings) - {f.name for f in fields(cls)})
+        if unknown:
+            raise ValueError(f"unknown lr schedule keys {unknown}; allowed: {sorted(f.name for f in fields(cls))}")
+        return cls(**settings)
+
+    def to_dict(self) -> dict:
+        return {**asdict(self), "milestones": list(self.milestones)}
+
+    def main_lr(self, step: int) -> float:
+        """The schedule without its warm-up."""
+        if self.name == "step":
+            return step_lr(step, self.base_lr, self.milestones, self.gamma)
+        if self.name == "cosine":
+            return cosine_lr(step, self.base_lr, self.total_steps, self.final_lr)
+        _check_step(step)
+        return self.base_lr
+
+    def lr(self, step: int, warmup_done_at: int | None = None) -> float:
+        """Learning rate of iteration `step` (0-based); warmup_done_at only for an error-threshold warm-up."""
+        if warmup_done_at is not None and self.warmup != "error_threshold":
+            raise ValueError(f"warmup_done_at is only meaningful with warmup 'error_threshold', not {self.warmup!r}")
+        if self.warmup in ("linear", "constant"):
+            return warmup_lr(step, self.main_lr, self.warmup_steps, self.warmup_lr, self.warmup)
+        if self.warmup == "error_threshold":
+            return error_threshold_lr(step, self.main_lr, warmup_done_at, self.warmup_lr, self.warmup_steps or None)
+        return self.main_lr(step)
+
+    def make_error_warmup(self) -> ErrorThresholdWarmup | None:
+        """The state object an error-threshold warm-up needs (None for the other kinds), built from these settings."""
+        if self.warmup != "error_threshold":
+            return None
+        return ErrorThresholdWarmup(self.warmup_threshold, self.warmup_lr, self.warmup_steps or None)
+
+
+def resnet_cifar_schedule(error_threshold_warmup: bool = False) -> LRSchedule:
+    """He et al.'s CIFAR schedule; with the ResNet-110 / 1202 warm-up if asked."""
+    return LRSchedule(warmup="error_threshold" if error_threshold_warmup else "none")
+
+
+def stochastic_depth_cifar_schedule(iterations_per_epoch: int) -> LRSchedule:
+    """Huang et al.'s CIFAR schedule (500 epochs, /10 at 250 and 375) in iterations."""
+    return LRSchedule(
+        milestones=epochs_to_iterations(STOCHASTIC_DEPTH_CIFAR_MILESTONE_EPOCHS, iterations_per_epoch),
+        total_steps=STOCHASTIC_DEPTH_CIFAR_EPOCHS * iterations_per_epoch,
+    )

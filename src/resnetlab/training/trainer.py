@@ -1,0 +1,236 @@
+"""Training as small named functions: `build_run`, `train_one_epoch`, `evaluate`, and `train` tying them.
+
+Everything that decides a run's numbers is a function of the config and the iteration: the data order and
+augmentation (seed, epoch, batch), the stochastic-depth gates (seed, iteration), the learning rate (iteration
+and the warm-up state). A checkpoint stores the rest (weights, optimizer, global RNGs), so a resumed run in
+deterministic mode ends with the same bits as an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import signal
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from resnetlab.config import Config, to_dict
+from resnetlab.data.augment import Normalizer
+from resnetlab.data.batches import ArrayBatches, derive_seed
+from resnetlab.data.datasets import ArraySplits, load_arrays
+from resnetlab.layers.stochastic_depth import set_gate_generator
+from resnetlab.models import create_model
+from resnetlab.training.checkpoint import capture_rng_state, restore_rng_state
+from resnetlab.training.schedules import LRSchedule, epochs_to_iterations
+
+WARMUP_ERROR_WINDOW = 50  # iterations averaged when the paper's warm-up rule checks the training error
+GATE_STREAM = 2  # tags the stochastic-depth gate stream among the seed-derived generators
+
+
+class TrainingDiverged(RuntimeError):
+    """The loss became NaN or infinite; the last good checkpoint is kept."""
+
+
+class TrainingInterrupted(RuntimeError):
+    """Stopped by a signal (or a test); a checkpoint at the exact position was written."""
+
+
+@dataclass
+class TrainState:
+    """The position and bookkeeping of a run, saved in every checkpoint."""
+
+    epoch: int = 0  # the epoch in progress (0-based)
+    batch: int = 0  # the next batch of that epoch
+    iteration: int = 0  # optimizer steps done
+    warmup_done_at: int | None = None  # iteration where the error-threshold warm-up ended
+    recent_errors: list = field(default_factory=list)  # training error of the last WARMUP_ERROR_WINDOW steps
+    epoch_seen: int = 0  # images, summed loss, misclassified images and seconds of the epoch in progress,
+    epoch_loss_sum: float = 0.0  # kept here so an epoch interrupted and resumed reports the same numbers
+    epoch_wrong: int = 0
+    epoch_seconds: float = 0.0
+    best_val_error: float | None = None
+    best_epoch: int | None = None
+    test_error_at_best_val: float | None = None
+
+
+@dataclass
+class Run:
+    """What `build_run` assembles from a config."""
+
+    config: Config
+    data: ArraySplits
+    normalizer: Normalizer
+    train_batches: ArrayBatches
+    model: torch.nn.Module
+    optimizer: torch.optim.Optimizer
+    schedule: LRSchedule
+    total_iterations: int
+    device: torch.device
+    gate_generator: torch.Generator
+    state: TrainState = field(default_factory=TrainState)
+
+
+def seed_everything(seed: int, deterministic: bool) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+    torch.use_deterministic_algorithms(deterministic)
+
+
+def make_schedule(config: Config, iterations_per_epoch: int, total_iterations: int) -> LRSchedule:
+    """The config's schedule in iterations (milestones given in epochs are converted)."""
+    schedule, warmup = config.train.schedule, config.train.schedule.warmup
+    milestones = tuple(schedule.milestones)
+    if schedule.unit == "epochs":
+        milestones = epochs_to_iterations(milestones, iterations_per_epoch)
+    milestones = tuple(m for m in milestones if m < total_iterations)  # a short run ends before late steps
+    return LRSchedule(name=schedule.name, base_lr=config.train.lr, milestones=milestones, gamma=schedule.gamma,
+                      total_steps=total_iterations, warmup=warmup.kind, warmup_steps=warmup.steps,
+                      warmup_lr=warmup.lr, warmup_threshold=warmup.threshold)
+
+
+def build_run(config: Config, device: str | torch.device = "cpu") -> Run:
+    seed_everything(config.train.seed, config.train.deterministic)
+    device = torch.device(device)
+    data = load_arrays(config.data)
+    normalizer = Normalizer.from_training_images(data.train_images, config.data.normalization)
+    batches = ArrayBatches(data.train_images, data.train_labels, config.train.batch_size, normalizer,
+                           config.data.augment, config.train.seed, device)
+    num_classes = config.model.num_classes or len(data.classes)
+    model = create_model(config.model.name, num_classes=num_classes, **config.model.options).to(device)
+    gate_generator = torch.Generator()  # CPU: the gates are decided on the host, no device sync
+    set_gate_generator(model, gate_generator)
+    optimizer = torch.optim.SGD(model.parameters(), lr=config.train.lr, momentum=config.train.momentum,
+                                nesterov=config.train.nesterov, weight_decay=config.train.weight_decay)
+    total = config.train.iterations or config.train.epochs * batches.num_batches
+    schedule = make_schedule(config, batches.num_batches, total)
+    return Run(config, data, normalizer, batches, model, optimizer, schedule, total, device, gate_generator)
+
+
+def top_k_errors(logits: torch.Tensor, labels: torch.Tensor, ks: tuple[int, ...]) -> list[int]:
+    """Number of samples whose label is not among the top-k logits, for each k."""
+    top = logits.topk(max(ks), dim=1).indices
+    hits = top == labels[:, None]
+    return [int((~hits[:, :k].any(1)).sum()) for k in ks]
+
+
+@torch.no_grad()
+def evaluate(model: torch.nn.Module, batches, num_classes: int) -> dict | None:
+    """Loss, top-1 and (for more than 10 classes) top-5 error over a split; None for an empty split."""
+    model.eval()
+    ks = (1, 5) if num_classes > 10 else (1,)
+    total, loss_sum, errors = 0, 0.0, [0] * len(ks)
+    for images, labels in batches:
+        logits = model(images)
+        loss_sum += float(F.cross_entropy(logits, labels, reduction="sum"))
+        errors = [e + n for e, n in zip(errors, top_k_errors(logits, labels, ks))]
+        total += len(labels)
+    if total == 0:
+        return None
+    result = {"loss": loss_sum / total, "error": errors[0] / total}
+    if len(ks) > 1:
+        result["top5_error"] = errors[1] / total
+    return result
+
+
+class StopFlag:
+    """Set by SIGINT/SIGTERM so the current step finishes and a checkpoint is written at the exact position."""
+
+    def __init__(self) -> None:
+        self.raised: str | None = None
+        self._previous: dict = {}
+
+    def __enter__(self) -> StopFlag:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            try:
+                self._previous[sig] = signal.signal(sig, self._handle)
+            except ValueError:  # not the main thread: leave the default handling
+                pass
+        return self
+
+    def _handle(self, signum, frame) -> None:
+        if self.raised is not None:  # a second signal: stop at once
+            raise KeyboardInterrupt
+        self.raised = signal.Signals(signum).name
+
+    def __exit__(self, *exc) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+
+
+def train_one_epoch(run: Run, stop: StopFlag, on_step=None, stop_at_iteration: int | None = None) -> dict:
+    """Train from the state's (epoch, batch) to the epoch's end, the run's last iteration, or a stop request."""
+    model, optimizer, state, config = run.model, run.optimizer, run.state, run.config
+    model.train()
+    warmup = run.schedule.make_error_warmup()
+    if warmup is not None:
+        warmup.warmup_done_at = state.warmup_done_at
+    started = time.perf_counter()
+    for images, labels in run.train_batches.batches(state.epoch, state.batch):
+        lr = run.schedule.lr(state.iteration, state.warmup_done_at if warmup is not None else None)
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+        run.gate_generator.manual_seed(derive_seed(config.train.seed, state.iteration, GATE_STREAM))
+        logits = model(images)
+        loss = F.cross_entropy(logits, labels)
+        loss_value = loss.item()
+        if not math.isfinite(loss_value):
+            raise TrainingDiverged(f"loss became {loss_value} at iteration {state.iteration} (epoch {state.epoch + 1}, "
+                                   f"lr {lr:g}); the last good checkpoint is kept: lower train.lr or add a warm-up")
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        batch_wrong = int((logits.detach().argmax(1) != labels).sum())
+        state.epoch_seen += len(labels)
+        state.epoch_loss_sum += loss_value * len(labels)
+        state.epoch_wrong += batch_wrong
+        state.recent_errors = (state.recent_errors + [batch_wrong / len(labels)])[-WARMUP_ERROR_WINDOW:]
+        if warmup is not None and state.warmup_done_at is None:
+            state.warmup_done_at = warmup.update(state.iteration, sum(state.recent_errors) / len(state.recent_errors))
+        state.iteration += 1
+        state.batch += 1
+        if on_step is not None:
+            on_step(state, loss_value, lr)
+        if state.iteration >= run.total_iterations:
+            break
+        if stop.raised or (stop_at_iteration is not None and state.iteration >= stop_at_iteration):
+            state.epoch_seconds += time.perf_counter() - started
+            raise TrainingInterrupted(stop.raised or f"stop_at_iteration={stop_at_iteration}")
+    state.epoch_seconds += time.perf_counter() - started
+    seen = max(state.epoch_seen, 1)
+    return {"train_loss": state.epoch_loss_sum / seen, "train_error": state.epoch_wrong / seen,
+            "images_per_second": state.epoch_seen / state.epoch_seconds if state.epoch_seconds > 0 else None,
+            "epoch_seconds": state.epoch_seconds, "lr": optimizer.param_groups[0]["lr"]}
+
+
+def start_next_epoch(state: TrainState) -> None:
+    state.epoch, state.batch = state.epoch + 1, 0
+    state.epoch_seen, state.epoch_loss_sum, state.epoch_wrong, state.epoch_seconds = 0, 0.0, 0, 0.0
+
+
+def checkpoint_state(run: Run) -> dict:
+    """Everything a bitwise resume needs, as tensors and plain data only."""
+    return {
+        "format": 1,
+        "config": to_dict(run.config),
+        "model": run.model.state_dict(),
+        "optimizer": run.optimizer.state_dict(),
+        "train_state": dict(vars(run.state)),
+        "rng": capture_rng_state(),
+        "normalizer": run.normalizer.state_dict(),
+        "classes": list(run.data.classes),
+        "image_size": run.data.image_size,
+    }
+
+
+def restore(run: Run, checkpoint: dict) -> None:
+    run.model.load_state_dict(checkpoint["model"])
+    run.optimizer.load_state_dict(checkpoint["optimizer"])
+    run.state = TrainState(**checkpoint["train_state"])
+    restore_rng_state(checkpoint["rng"])

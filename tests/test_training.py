@@ -1,0 +1,118 @@
+"""The trainer: a tiny run end to end, bitwise resume, the NaN guard, and the run folder's contents."""
+
+import json
+
+import pytest
+import torch
+import yaml
+from PIL import Image
+
+from resnetlab.config import load_config
+from resnetlab.data.synthetic import make_synthetic
+from resnetlab.training.checkpoint import load_checkpoint
+from resnetlab.training.session import train
+from resnetlab.training.trainer import TrainingDiverged, TrainingInterrupted
+
+# A run of a few seconds: ResNet-20 on 192 synthetic training images (32 more held out for validation),
+# batch 32, 3 epochs of 6 iterations, stochastic depth on so that the gates matter.
+TINY = ["data.synthetic_train_size=224", "data.synthetic_test_size=64", "data.validation_size=32",
+        "train.batch_size=32", "train.epochs=3", "train.schedule.unit=epochs",
+        "train.schedule.milestones=[2]", "model.stochastic_depth={p_last: 0.5}", "train.deterministic=true"]
+
+
+def tiny_config(tmp_path, *extra):
+    return load_config(None, [*TINY, f"run.out_dir={tmp_path}", *extra])
+
+
+def quiet(*args, **kwargs):
+    pass
+
+
+def test_a_tiny_run_writes_its_folder(tmp_path):
+    summary = train(tiny_config(tmp_path, "run.name=tiny"), log=quiet)
+    run = tmp_path / "tiny"
+    records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in records] == [1, 2, 3]
+    assert [r["iteration"] for r in records] == [6, 12, 18]
+    for key in ("train_loss", "train_error", "val_error", "test_error", "lr", "images_per_second", "expected_depth"):
+        assert key in records[-1]
+    assert records[-1]["expected_depth"] == pytest.approx((3 * 9 - 1) / 4)  # ResNet-20: 9 units, p_L = 0.5
+    assert records[0]["lr"] == pytest.approx(0.1) and records[-1]["lr"] == pytest.approx(0.01)  # /10 at epoch 2
+    assert summary["final_test_error"] == records[-1]["test_error"]
+    assert summary["test_error_at_best_val"] is not None and summary["best_epoch"] in (1, 2, 3)
+    assert yaml.safe_load((run / "config.yaml").read_text())["train"]["batch_size"] == 32
+    environment = json.loads((run / "environment.json").read_text())
+    assert environment["torch"] == torch.__version__ and environment["seed"] == 0
+    with Image.open(run / "error_curves.png") as image:
+        assert image.format == "PNG" and image.size[0] > 300
+    assert list((run / "tensorboard").glob("events.out.tfevents.*"))
+    checkpoint = load_checkpoint(run / "last.pt")
+    assert checkpoint["train_state"]["iteration"] == 18
+    assert checkpoint["classes"] == list(make_synthetic(0, 0).classes)
+
+
+def final_weights(run_dir):
+    return load_checkpoint(run_dir / "last.pt")["model"]
+
+
+@pytest.mark.parametrize("stop_at", [4, 6, 11])  # mid-epoch, at an epoch boundary, mid-epoch later
+def test_interrupted_and_resumed_run_is_bitwise_identical(tmp_path, stop_at):
+    train(tiny_config(tmp_path, "run.name=straight"), log=quiet)
+    with pytest.raises(TrainingInterrupted) as info:
+        train(tiny_config(tmp_path, "run.name=broken"), stop_at_iteration=stop_at, log=quiet)
+    assert info.value.run_dir == tmp_path / "broken"
+    assert load_checkpoint(tmp_path / "broken" / "last.pt")["train_state"]["iteration"] == stop_at
+    train(resume=tmp_path / "broken", log=quiet)
+    straight, resumed = final_weights(tmp_path / "straight"), final_weights(tmp_path / "broken")
+    assert straight.keys() == resumed.keys()
+    assert all(torch.equal(straight[k], resumed[k]) for k in straight)
+    lines = lambda name: [json.loads(x) for x in (tmp_path / name / "metrics.jsonl").read_text().splitlines()]
+    drop_timing = lambda r: {k: v for k, v in r.items() if k not in ("images_per_second", "epoch_seconds")}
+    assert [drop_timing(r) for r in lines("broken")] == [drop_timing(r) for r in lines("straight")]
+
+
+def test_the_error_threshold_warmup_survives_a_resume(tmp_path):
+    extra = ["train.schedule.warmup.kind=error_threshold", "train.schedule.warmup.threshold=0.85"]
+    train(tiny_config(tmp_path, "run.name=straight", *extra), log=quiet)
+    with pytest.raises(TrainingInterrupted):
+        train(tiny_config(tmp_path, "run.name=broken", *extra), stop_at_iteration=7, log=quiet)
+    train(resume=tmp_path / "broken", log=quiet)
+    straight, resumed = final_weights(tmp_path / "straight"), final_weights(tmp_path / "broken")
+    assert all(torch.equal(straight[k], resumed[k]) for k in straight)
+
+
+def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path):
+    # lr 1e30 makes the weights overflow after the first epoch's checkpoint is written... or at once;
+    # either way the run must stop with TrainingDiverged and never write a non-finite checkpoint.
+    config = tiny_config(tmp_path, "run.name=nan", "train.lr=1e30")
+    with pytest.raises(TrainingDiverged, match="loss became (nan|inf)"):
+        train(config, log=quiet)
+    last = tmp_path / "nan" / "last.pt"
+    if last.exists():
+        assert all(torch.isfinite(v).all() for v in load_checkpoint(last)["model"].values() if v.is_floating_point())
+
+
+def test_nan_after_a_checkpoint_leaves_that_checkpoint_intact(tmp_path, monkeypatch):
+    import resnetlab.training.trainer as trainer
+
+    calls = {"n": 0}
+    original = trainer.F.cross_entropy
+
+    def loss_turning_nan_in_epoch_two(*args, **kwargs):
+        calls["n"] += 1
+        loss = original(*args, **kwargs)
+        # Calls 1-6 are epoch 1's training steps, 7-8 its validation and test; the 9th is iteration 6.
+        return loss * float("nan") if calls["n"] > 8 else loss
+
+    monkeypatch.setattr(trainer.F, "cross_entropy", loss_turning_nan_in_epoch_two)
+    with pytest.raises(TrainingDiverged, match=r"iteration 6 \(epoch 2"):
+        train(tiny_config(tmp_path, "run.name=good"), log=quiet)
+    checkpoint = load_checkpoint(tmp_path / "good" / "last.pt")
+    assert checkpoint["train_state"]["iteration"] == 6  # epoch 1's checkpoint, untouched
+    assert all(torch.isfinite(v).all() for v in checkpoint["model"].values() if v.is_floating_point())
+
+
+def test_a_second_run_into_the_same_folder_is_refused(tmp_path):
+    train(tiny_config(tmp_path, "run.name=once", "train.epochs=1"), log=quiet)
+    with pytest.raises(FileExistsError, match="--resume"):
+        train(tiny_config(tmp_path, "run.name=once", "train.epochs=1"), log=quiet)
