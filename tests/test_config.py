@@ -83,3 +83,15 @@ def test_saved_config_reloads_to_the_same_config(tmp_path):
     assert saved["model"]["gate_bias"] == -6.0 and saved["train"]["lr"] == 0.05
     assert load_config(tmp_path / "config.yaml") == config
     assert to_dict(Config()) == to_dict(load_config())
+
+
+def test_recipes_carry_the_papers_training_settings():
+    he = load_config(CONFIGS / "resnet" / "table6_cifar10_resnet110.yaml")
+    assert he.train.iterations == 64000 and he.train.schedule.milestones == (32000, 48000)
+    assert he.train.schedule.warmup.kind == "error_threshold" and he.train.schedule.warmup.lr == 0.01
+    assert he.data.name == "cifar10" and he.data.validation_size == 5000
+    sd = load_config(CONFIGS / "stochastic_depth" / "table1_cifar10_resnet110_stochastic.yaml")
+    assert sd.train.epochs == 500 and sd.train.schedule.unit == "epochs" and sd.train.nesterov
+    assert sd.model.options["stochastic_depth"]["p_last"] == 0.5 and sd.model.options["shortcut_pool"] == "avg"
+    paper_rows = {p.stem for p in CONFIGS.rglob("*.yaml")}
+    assert {f"table6_cifar10_resnet{d}" for d in (20, 32, 44, 56, 110, 1202)} <= paper_rows

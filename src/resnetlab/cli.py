@@ -109,24 +109,24 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    from resnetlab.data.batches import eval_batches
-    from resnetlab.data.datasets import load_arrays
+    from resnetlab.data.datasets import build_data
     from resnetlab.training.inference import load_trained_model
     from resnetlab.training.trainer import evaluate
 
     trained = load_trained_model(args.run, device=args.device)
-    data = load_arrays(trained.config.data)
-    print(f"{trained.checkpoint_path}: {trained.config.model.name} on {trained.config.data.name}")
-    for split, images, labels in (("val", data.val_images, data.val_labels), ("test", data.test_images, data.test_labels)):
+    config = trained.config
+    data = build_data(config.data, config.train.seed, config.train.batch_size, args.device)
+    print(f"{trained.checkpoint_path}: {config.model.name} on {config.data.name}")
+    for split in ("val", "test"):
         if args.split not in (split, "all"):
             continue
-        result = evaluate(trained.model, eval_batches(images, labels, trained.normalizer, device=args.device),
-                          len(trained.classes))
+        result = evaluate(trained.model, data.eval_batches(split), len(trained.classes))
         if result is None:
             print(f"{split}: no images")
             continue
         top5 = f", top-5 error {100 * result['top5_error']:.2f}%" if "top5_error" in result else ""
-        print(f"{split}: {len(labels)} images, top-1 error {100 * result['error']:.2f}%{top5}, loss {result['loss']:.4f}")
+        print(f"{split}: {data.split_sizes[split]} images, top-1 error {100 * result['error']:.2f}%{top5}, "
+              f"loss {result['loss']:.4f}")
     return 0
 
 

@@ -39,7 +39,13 @@ class DataConfig:
     normalization: str = "per_pixel_mean"  # per_pixel_mean (the ResNet paper) | per_channel
     augment: bool = True  # pad 4 px, random 32x32 crop, horizontal flip
     skip_bad: bool = False  # skip unreadable images (counted and reported) instead of stopping
-    image_size: int | None = None  # resize image folders to this side (px); None keeps the files' size
+    image_size: int | None = None  # resize small image folders to this side (px); None keeps the files' size
+    loader: str = "auto"  # memory (decode once, cache; <= 64 px) | stream (workers, ImageNet recipe) | auto
+    crop: int = 224  # streamed images: the square crop fed to the model (px)
+    scale: tuple[int, ...] = (256, 480)  # streamed training images: shorter side drawn in this range (px)
+    eval_resize: int = 256  # streamed evaluation: shorter side before the centre crop (px)
+    ten_crop: bool = False  # streamed evaluation: average the 10 crops (He et al. 2015, Table 3)
+    num_workers: int = 2  # decoding processes for streamed images
     synthetic_train_size: int = 10000
     synthetic_test_size: int = 2000
 
@@ -95,14 +101,16 @@ class Config:
 CHOICES = {
     "data.name": ("synthetic", "cifar10", "cifar100", "folder"),
     "data.normalization": ("per_pixel_mean", "per_channel"),
+    "data.loader": ("auto", "memory", "stream"),
     "train.schedule.name": ("step", "cosine", "constant"),
     "train.schedule.unit": ("iterations", "epochs"),
     "train.schedule.warmup.kind": ("none", "linear", "constant", "error_threshold"),
 }
 POSITIVE = ("train.batch_size", "train.lr", "train.eval_every", "train.checkpoint_every", "train.iterations",
-            "train.epochs", "data.image_size", "data.synthetic_train_size", "data.synthetic_test_size")
+            "train.epochs", "data.image_size", "data.synthetic_train_size", "data.synthetic_test_size", "data.crop",
+            "data.eval_resize")
 NON_NEGATIVE = ("train.momentum", "train.weight_decay", "data.validation_size", "train.schedule.gamma",
-                "train.schedule.warmup.steps", "train.schedule.warmup.lr")
+                "train.schedule.warmup.steps", "train.schedule.warmup.lr", "data.num_workers")
 
 
 # ---- building the tree from plain data --------------------------------------------------------------
@@ -253,6 +261,13 @@ def validate(config: Config) -> Config:
         raise ConfigError(f"train.schedule.warmup.threshold must be in (0, 1], got {train.schedule.warmup.threshold}")
     if train.schedule.warmup.kind in ("linear", "constant") and train.schedule.warmup.steps == 0:
         raise ConfigError(f"train.schedule.warmup.kind={train.schedule.warmup.kind} needs train.schedule.warmup.steps > 0")
+    data = config.data
+    if len(data.scale) != 2 or not data.crop <= data.scale[0] <= data.scale[1]:
+        raise ConfigError(f"data.scale must be [min, max] with data.crop <= min <= max, got {list(data.scale)}")
+    if data.crop > data.eval_resize:
+        raise ConfigError(f"data.crop ({data.crop}) must not exceed data.eval_resize ({data.eval_resize})")
+    if data.loader == "stream" and data.name != "folder":
+        raise ConfigError("data.loader=stream applies to image folders (data.name=folder)")
     _validate_model(config.model)
     return config
 

@@ -7,10 +7,13 @@ statistics are computed on the training split that remains after the validation 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
+import torch
 
 from resnetlab.config import DataConfig
+from resnetlab.data.augment import Normalizer
 from resnetlab.data.errors import DataError
 
 
@@ -72,3 +75,90 @@ def load_arrays(config: DataConfig) -> ArraySplits:
     else:
         val, val_labels = train[:0], train_labels[:0]
     return ArraySplits(train, train_labels, val, val_labels, test, test_labels, tuple(classes), skipped)
+
+
+SMALL_IMAGE_SIDE = 64  # px: folders of images up to this size are decoded once into memory; larger ones stream
+
+
+def _first_image_side(root: Path) -> int | None:
+    """The larger side of the first image found under root (header only), or None when there is none."""
+    from PIL import Image
+
+    from resnetlab.data.image_folder import IMAGE_EXTENSIONS
+
+    base = root / "train" if (root / "train").is_dir() else root
+    for class_dir in sorted(p for p in base.iterdir() if p.is_dir() and not p.name.startswith(".")):
+        for path in sorted(class_dir.iterdir()):
+            if path.suffix.lower() in IMAGE_EXTENSIONS:
+                try:
+                    with Image.open(path) as image:
+                        return max(image.size)
+                except OSError:
+                    continue
+    return None
+
+
+def uses_streaming(config: DataConfig) -> bool:
+    if config.name != "folder" or config.loader == "memory":
+        return False
+    if config.loader == "stream":
+        return True
+    root = Path(config.root).expanduser()
+    if not root.is_dir():
+        return False  # the in-memory loader names the missing folder
+    side = _first_image_side(root)
+    return side is not None and side > SMALL_IMAGE_SIDE
+
+
+@dataclass(eq=False)
+class DataBundle:
+    """What the trainer needs of a data set: training batches, evaluation batches per split, and the facts a
+    checkpoint keeps for prediction (classes, normalizer, input size, the evaluation resize)."""
+
+    train: object  # ArrayBatches or StreamingBatches: num_batches, num_images, batches(epoch, start)
+    classes: tuple[str, ...]
+    normalizer: Normalizer
+    image_size: int  # side of the model's input (px)
+    eval_resize: int  # shorter side before the centre crop when predicting on a file (px)
+    split_sizes: dict  # images per split
+    skipped: list
+    _eval: dict  # split -> callable giving an iterator of (images, labels)
+
+    def eval_batches(self, split: str):
+        return self._eval[split]()
+
+
+def build_data(config: DataConfig, seed: int, batch_size: int, device: torch.device | str = "cpu") -> DataBundle:
+    """Training and evaluation batches for a data config: in memory for small images, streamed for large."""
+    from resnetlab.data.batches import ArrayBatches, eval_batches
+
+    if uses_streaming(config):
+        return _build_streaming(config, seed, batch_size, device)
+    arrays = load_arrays(config)
+    normalizer = Normalizer.from_training_images(arrays.train_images, config.normalization)
+    train = ArrayBatches(arrays.train_images, arrays.train_labels, batch_size, normalizer, config.augment, seed, device)
+    splits = {"val": (arrays.val_images, arrays.val_labels), "test": (arrays.test_images, arrays.test_labels)}
+    evaluators = {name: (lambda images=images, labels=labels: eval_batches(images, labels, normalizer, device=device))
+                  for name, (images, labels) in splits.items()}
+    sizes = {"train": len(arrays.train_labels), "val": len(arrays.val_labels), "test": len(arrays.test_labels)}
+    return DataBundle(train, arrays.classes, normalizer, arrays.image_size, arrays.image_size, sizes,
+                      arrays.skipped, evaluators)
+
+
+def _build_streaming(config: DataConfig, seed: int, batch_size: int, device) -> DataBundle:
+    from resnetlab.data.streaming_batches import (
+        StreamingBatches,
+        channel_normalizer,
+        list_streaming_splits,
+        streaming_eval_batches,
+    )
+
+    train, val, test, classes = list_streaming_splits(config.root, config.validation_size, config.split_seed)
+    normalizer = channel_normalizer(train[0], config.crop, config.eval_resize, config.skip_bad)
+    batches = StreamingBatches(*train, batch_size, normalizer, config.augment, seed, config.crop,
+                               tuple(config.scale), config.eval_resize, config.num_workers, config.skip_bad, device)
+    evaluators = {name: (lambda split=split: streaming_eval_batches(
+        *split, normalizer, config.crop, config.eval_resize, config.ten_crop, num_workers=config.num_workers,
+        skip_bad=config.skip_bad, device=device)) for name, split in (("val", val), ("test", test))}
+    sizes = {"train": len(train[0]), "val": len(val[0]), "test": len(test[0])}
+    return DataBundle(batches, tuple(classes), normalizer, config.crop, config.eval_resize, sizes, [], evaluators)

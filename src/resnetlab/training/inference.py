@@ -20,7 +20,8 @@ class TrainedModel:
     model: torch.nn.Module  # in eval mode
     normalizer: Normalizer
     classes: list[str]
-    image_size: int  # px, the side of the training images
+    image_size: int  # px, the side of the model's input
+    eval_resize: int  # px, shorter side before the centre crop (the image size itself for small-image data)
     config: Config
     checkpoint_path: Path
 
@@ -40,12 +41,14 @@ def load_trained_model(path: str | Path, device: str = "cpu") -> TrainedModel:
                          **config.model.options)
     model.load_state_dict(checkpoint["model"])
     model.to(device).eval()
-    return TrainedModel(model, Normalizer.from_state_dict(checkpoint["normalizer"]), classes,
-                        int(checkpoint["image_size"]), config, checkpoint_path)
+    image_size = int(checkpoint["image_size"])
+    return TrainedModel(model, Normalizer.from_state_dict(checkpoint["normalizer"]), classes, image_size,
+                        int(checkpoint.get("eval_resize", image_size)), config, checkpoint_path)
 
 
-def read_image(path: str | Path, size: int) -> np.ndarray:
-    """An image file as uint8 HWC RGB of size x size: shorter side resized to `size`, then centre-cropped."""
+def read_image(path: str | Path, size: int, resize: int | None = None) -> np.ndarray:
+    """An image file as uint8 HWC RGB of size x size: shorter side resized to `resize` (default `size`), then
+    the centre size x size crop (the test-time view of He et al. 2015: resize 256, crop 224)."""
     from PIL import Image, UnidentifiedImageError
 
     path = Path(path)
@@ -54,8 +57,9 @@ def read_image(path: str | Path, size: int) -> np.ndarray:
     try:
         with Image.open(path) as image:
             image = image.convert("RGB")
-            scale = size / min(image.size)
-            width, height = max(size, round(image.width * scale)), max(size, round(image.height * scale))
+            shorter = resize or size
+            scale = shorter / min(image.size)
+            width, height = max(shorter, round(image.width * scale)), max(shorter, round(image.height * scale))
             image = image.resize((width, height), Image.BILINEAR)
             left, top = (width - size) // 2, (height - size) // 2
             return np.asarray(image.crop((left, top, left + size, top + size)), dtype=np.uint8)
@@ -66,7 +70,7 @@ def read_image(path: str | Path, size: int) -> np.ndarray:
 @torch.no_grad()
 def predict_files(trained: TrainedModel, paths: list[str | Path], top: int = 5) -> list[list[tuple[str, float]]]:
     """Top-k (class name, probability) for each image file."""
-    images = np.stack([read_image(p, trained.image_size) for p in paths])
+    images = np.stack([read_image(p, trained.image_size, trained.eval_resize) for p in paths])
     device = next(trained.model.parameters()).device
     logits = trained.model(trained.normalizer(nhwc_to_nchw(images).to(device)))
     probabilities = logits.softmax(1)

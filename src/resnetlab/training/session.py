@@ -16,7 +16,6 @@ from pathlib import Path
 import torch
 
 from resnetlab.config import Config, config_from_dict, save_config
-from resnetlab.data.batches import eval_batches
 from resnetlab.training.checkpoint import BEST_CHECKPOINT, LAST_CHECKPOINT, load_checkpoint, save_checkpoint
 from resnetlab.training.environment import describe_environment
 from resnetlab.training.metrics_log import MetricsLog
@@ -48,9 +47,9 @@ def new_run_dir(config: Config) -> Path:
 
 
 def _evaluate_splits(run: Run) -> dict:
-    data, num_classes, record = run.data, len(run.data.classes), {}
-    for split, images, labels in (("val", data.val_images, data.val_labels), ("test", data.test_images, data.test_labels)):
-        result = evaluate(run.model, eval_batches(images, labels, run.normalizer, device=run.device), num_classes)
+    record = {}
+    for split in ("val", "test"):
+        result = evaluate(run.model, run.data.eval_batches(split), len(run.data.classes))
         for key, value in (result or {}).items():
             record[f"{split}_{key}"] = value
     return record
@@ -60,8 +59,10 @@ def _progress_bar(run: Run, enabled: bool | None):
     from tqdm import tqdm
 
     enabled = sys.stderr.isatty() if enabled is None else enabled
-    return tqdm(total=run.total_iterations, initial=run.state.iteration, unit="it", disable=not enabled,
-                dynamic_ncols=True, desc=run.config.model.name)
+    # Counted in images (unit_scale = batch size), so the bar shows images/s and the ETA.
+    return tqdm(total=run.total_iterations, initial=run.state.iteration, unit="img",
+                unit_scale=run.config.train.batch_size, disable=not enabled, dynamic_ncols=True,
+                desc=run.config.model.name)
 
 
 def _update_best(run: Run, record: dict, run_dir: Path) -> None:
@@ -110,8 +111,8 @@ def train(config: Config | None = None, *, resume: str | Path | None = None, dev
         (run_dir / "environment.json").write_text(json.dumps(describe_environment(config.train.seed), indent=2))
         run = build_run(config, device)
         log(f"run folder {run_dir}: {config.model.name} on {config.data.name} "
-            f"({run.train_batches.num_images} train / {len(run.data.val_labels)} val / {len(run.data.test_labels)} "
-            f"test images), {run.total_iterations} iterations of batch {config.train.batch_size}")
+            f"({run.data.split_sizes['train']} train / {run.data.split_sizes['val']} val / "
+            f"{run.data.split_sizes['test']} test images), {run.total_iterations} iterations of batch {config.train.batch_size}")
     if run.data.skipped:
         log(f"skipped {len(run.data.skipped)} unreadable images (data.skip_bad=true), first: {run.data.skipped[0][0]}")
     metrics = MetricsLog(run_dir, resume_after_iteration=run.state.iteration if resume is not None else None)
@@ -128,7 +129,7 @@ def train(config: Config | None = None, *, resume: str | Path | None = None, dev
                     raise
                 epoch = run.state.epoch + 1
                 finished = run.state.iteration >= run.total_iterations
-                if run.state.batch >= run.train_batches.num_batches:
+                if run.state.batch >= run.data.train.num_batches:
                     start_next_epoch(run.state)
                 record = {"epoch": epoch, "iteration": run.state.iteration, **record,
                           "expected_depth": _expected_depth(run.model)}

@@ -21,9 +21,8 @@ import torch
 import torch.nn.functional as F
 
 from resnetlab.config import Config, to_dict
-from resnetlab.data.augment import Normalizer
-from resnetlab.data.batches import ArrayBatches, derive_seed
-from resnetlab.data.datasets import ArraySplits, load_arrays
+from resnetlab.data.batches import derive_seed
+from resnetlab.data.datasets import DataBundle, build_data
 from resnetlab.layers.stochastic_depth import set_gate_generator
 from resnetlab.models import create_model
 from resnetlab.training.checkpoint import capture_rng_state, restore_rng_state
@@ -64,9 +63,7 @@ class Run:
     """What `build_run` assembles from a config."""
 
     config: Config
-    data: ArraySplits
-    normalizer: Normalizer
-    train_batches: ArrayBatches
+    data: DataBundle
     model: torch.nn.Module
     optimizer: torch.optim.Optimizer
     schedule: LRSchedule
@@ -98,19 +95,16 @@ def make_schedule(config: Config, iterations_per_epoch: int, total_iterations: i
 def build_run(config: Config, device: str | torch.device = "cpu") -> Run:
     seed_everything(config.train.seed, config.train.deterministic)
     device = torch.device(device)
-    data = load_arrays(config.data)
-    normalizer = Normalizer.from_training_images(data.train_images, config.data.normalization)
-    batches = ArrayBatches(data.train_images, data.train_labels, config.train.batch_size, normalizer,
-                           config.data.augment, config.train.seed, device)
+    data = build_data(config.data, config.train.seed, config.train.batch_size, device)
     num_classes = config.model.num_classes or len(data.classes)
     model = create_model(config.model.name, num_classes=num_classes, **config.model.options).to(device)
     gate_generator = torch.Generator()  # CPU: the gates are decided on the host, no device sync
     set_gate_generator(model, gate_generator)
     optimizer = torch.optim.SGD(model.parameters(), lr=config.train.lr, momentum=config.train.momentum,
                                 nesterov=config.train.nesterov, weight_decay=config.train.weight_decay)
-    total = config.train.iterations or config.train.epochs * batches.num_batches
-    schedule = make_schedule(config, batches.num_batches, total)
-    return Run(config, data, normalizer, batches, model, optimizer, schedule, total, device, gate_generator)
+    total = config.train.iterations or config.train.epochs * data.train.num_batches
+    schedule = make_schedule(config, data.train.num_batches, total)
+    return Run(config, data, model, optimizer, schedule, total, device, gate_generator)
 
 
 def top_k_errors(logits: torch.Tensor, labels: torch.Tensor, ks: tuple[int, ...]) -> list[int]:
@@ -127,7 +121,10 @@ def evaluate(model: torch.nn.Module, batches, num_classes: int) -> dict | None:
     ks = (1, 5) if num_classes > 10 else (1,)
     total, loss_sum, errors = 0, 0.0, [0] * len(ks)
     for images, labels in batches:
-        logits = model(images)
+        if images.ndim == 5:  # multi-crop testing: average the scores of the crops (He et al. 2015, 10-crop)
+            logits = model(images.flatten(0, 1)).view(images.shape[0], images.shape[1], -1).mean(1)
+        else:
+            logits = model(images)
         loss_sum += float(F.cross_entropy(logits, labels, reduction="sum"))
         errors = [e + n for e, n in zip(errors, top_k_errors(logits, labels, ks))]
         total += len(labels)
@@ -172,7 +169,7 @@ def train_one_epoch(run: Run, stop: StopFlag, on_step=None, stop_at_iteration: i
     if warmup is not None:
         warmup.warmup_done_at = state.warmup_done_at
     started = time.perf_counter()
-    for images, labels in run.train_batches.batches(state.epoch, state.batch):
+    for images, labels in run.data.train.batches(state.epoch, state.batch):
         lr = run.schedule.lr(state.iteration, state.warmup_done_at if warmup is not None else None)
         for group in optimizer.param_groups:
             group["lr"] = lr
@@ -223,9 +220,10 @@ def checkpoint_state(run: Run) -> dict:
         "optimizer": run.optimizer.state_dict(),
         "train_state": dict(vars(run.state)),
         "rng": capture_rng_state(),
-        "normalizer": run.normalizer.state_dict(),
+        "normalizer": run.data.normalizer.state_dict(),
         "classes": list(run.data.classes),
         "image_size": run.data.image_size,
+        "eval_resize": run.data.eval_resize,
     }
 
 
