@@ -16,8 +16,7 @@ $(STAMP): pyproject.toml constraints.txt
 install: $(STAMP)
 
 demo: install
-	$(BIN)/resnetlab models
-	$(BIN)/resnetlab info resnet110
+	$(BIN)/resnetlab train
 
 test: install
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)

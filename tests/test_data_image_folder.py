@@ -127,7 +127,7 @@ def test_images_over_64_px_point_to_the_streaming_loader(tmp_path):
     root = tmp_path / "data"
     write_png(root / "a" / "big.png", np.zeros((65, 30, 3), np.uint8))
     write_png(root / "a" / "big2.png", np.zeros((65, 30, 3), np.uint8))
-    with pytest.raises(DataError, match=r"big2?\.png is 30x65 px.*streaming loader"):
+    with pytest.raises(DataError, match=r"big2?\.png is 30x65 px.*data.loader=stream"):
         load_small_image_folder(root, test_fraction=0.5)
 
 

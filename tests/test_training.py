@@ -116,3 +116,31 @@ def test_a_second_run_into_the_same_folder_is_refused(tmp_path):
     train(tiny_config(tmp_path, "run.name=once", "train.epochs=1"), log=quiet)
     with pytest.raises(FileExistsError, match="--resume"):
         train(tiny_config(tmp_path, "run.name=once", "train.epochs=1"), log=quiet)
+
+
+def test_a_killed_run_resumes_from_its_last_checkpoint_to_the_same_bits(tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from resnetlab.config import save_config
+
+    longer = ["train.epochs=6"]
+    train(tiny_config(tmp_path, "run.name=straight", *longer), log=quiet)
+    recipe = tmp_path / "tiny.yaml"  # the same config for the command line (with no file it starts the quick start)
+    save_config(tiny_config(tmp_path, "run.name=killed", *longer), recipe)
+    process = subprocess.Popen([sys.executable, "-m", "resnetlab", "train", str(recipe)],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    checkpoint = tmp_path / "killed" / "last.pt"
+    deadline = time.monotonic() + 120
+    while not checkpoint.exists() and time.monotonic() < deadline and process.poll() is None:
+        time.sleep(0.02)
+    os.kill(process.pid, signal.SIGKILL)  # no handler runs: the process dies wherever it is
+    assert process.wait() == -signal.SIGKILL
+    killed_at = load_checkpoint(checkpoint)["train_state"]["iteration"]
+    assert 0 < killed_at < 36
+    train(resume=tmp_path / "killed", log=quiet)
+    straight, resumed = final_weights(tmp_path / "straight"), final_weights(tmp_path / "killed")
+    assert all(torch.equal(straight[k], resumed[k]) for k in straight)

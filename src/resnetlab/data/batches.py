@@ -9,24 +9,7 @@ import numpy as np
 import torch
 
 from resnetlab.data.augment import Normalizer, nhwc_to_nchw, random_crop_flip
-
-# Mixing constants so that (seed, epoch, batch) pairs give unrelated generator seeds.
-_EPOCH_STRIDE = 1_000_003
-_BATCH_STRIDE = 7_919
-
-
-def derive_seed(*parts: int) -> int:
-    """One 63-bit seed from integers (seed, epoch, batch...), independent of any global state."""
-    value = 0
-    for part in parts:
-        value = (value * _EPOCH_STRIDE + int(part) + _BATCH_STRIDE) % (2**63 - 1)
-    return value
-
-
-def derived_generator(*parts: int, device: str | torch.device = "cpu") -> torch.Generator:
-    """A torch generator seeded by `derive_seed(*parts)`."""
-    return torch.Generator(device=device).manual_seed(derive_seed(*parts))
-
+from resnetlab.data.seeding import seeded_generator
 
 class ArrayBatches:
     """Shuffled, augmented, normalized training batches of one split held in memory.
@@ -50,7 +33,7 @@ class ArrayBatches:
         return len(self.labels)
 
     def epoch_order(self, epoch: int) -> torch.Tensor:
-        return torch.randperm(self.num_images, generator=derived_generator(self.seed, epoch))
+        return torch.randperm(self.num_images, generator=seeded_generator(self.seed, epoch))
 
     def batches(self, epoch: int, start: int = 0) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         """Batches ``start, start+1, ...`` of ``epoch``: (normalized float NCHW images, labels)."""
@@ -60,7 +43,7 @@ class ArrayBatches:
             images = self.normalizer(self.images[chosen])
             if self.augment:
                 # Normalized first, so the 4-px zero padding is the mean colour (as fb.resnet.torch pads).
-                images = random_crop_flip(images, generator=derived_generator(self.seed, epoch, index, 1))
+                images = random_crop_flip(images, generator=seeded_generator(self.seed, epoch, index, 1))
             yield images, self.labels[chosen]
 
 

@@ -29,6 +29,7 @@ import PIL
 from PIL import Image, ImageFile
 
 from resnetlab.data.errors import DataError
+from resnetlab.paths import cache_root
 
 __all__ = ["IMAGE_EXTENSIONS", "MAX_IMAGE_SIDE", "ImageFolderArrays", "default_cache_dir", "load_small_image_folder"]
 
@@ -62,10 +63,8 @@ class _Listing(NamedTuple):
 
 
 def default_cache_dir() -> Path:
-    """Where decoded folders are cached: `$RESNETLAB_CACHE/image_folders`, else under `~/.cache/resnetlab`."""
-    root = os.environ.get("RESNETLAB_CACHE") or os.path.join(
-        os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache", "resnetlab")
-    return Path(root) / "image_folders"
+    """Where decoded folders are cached: ``image_folders`` under `resnetlab.paths.cache_root`."""
+    return cache_root() / "image_folders"
 
 
 def load_small_image_folder(root: str | os.PathLike, image_size: int | None = None,
@@ -155,7 +154,7 @@ def _decode_listing(root: Path, listing: _Listing, image_size: int | None, skip_
     if skipped and not skip_bad:
         others = f" (and {len(skipped) - 1} more)" if len(skipped) > 1 else ""
         raise DataError(f"cannot decode image {skipped[0][0]}{others}: {skipped[0][1]}; replace or delete the file, "
-                        "or pass skip_bad=True to leave unreadable images out")
+                        "or set data.skip_bad=true (skip_bad=True) to leave unreadable images out")
     good = [(path, result) for path, result in zip(paths, decoded) if not isinstance(result, str)]
     if not good:
         raise DataError(f"none of the {len(paths)} images in {root} can be decoded, e.g. {skipped[0][0]}: "
@@ -184,7 +183,7 @@ def _check_first_image_is_small(paths: list[Path]) -> None:
             continue  # reported, or skipped, when the folder is decoded
         if max(width, height) > MAX_IMAGE_SIDE:
             raise DataError(f"{path} is {width}x{height} px, larger than the {MAX_IMAGE_SIDE} px this in-memory "
-                            "loader is for: use the streaming loader for large images")
+                            "loader is for: stream large images (data.loader=stream)")
         return
 
 
@@ -193,8 +192,8 @@ def _check_same_size(good: list[tuple[Path, np.ndarray]]) -> None:
     for path, image in good:
         if image.shape != first.shape:
             raise DataError(f"images differ in size: {first_path} is {first.shape[1]}x{first.shape[0]} px but {path} "
-                            f"is {image.shape[1]}x{image.shape[0]} px; pass image_size=N to resize all to N x N "
-                            f"(e.g. image_size={min(first.shape[:2])})")
+                            f"is {image.shape[1]}x{image.shape[0]} px; set data.image_size=N (image_size=N) to resize all to "
+                            f"N x N, e.g. {min(first.shape[:2])}")
 
 
 def _decode_files(paths: list[Path], image_size: int | None) -> list[np.ndarray | str]:

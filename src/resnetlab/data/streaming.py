@@ -27,6 +27,7 @@ from PIL import Image
 
 from resnetlab.data.errors import DataError
 from resnetlab.data.image_folder import IMAGE_EXTENSIONS
+from resnetlab.data.seeding import derive_seed, torch_seed
 from resnetlab.data.transforms import CenterCrop, ResizeShorterSide, eval_transform, train_transform
 
 __all__ = ["SeededShuffleSampler", "StreamingImageDataset", "derive_seed", "estimate_channel_stats", "list_image_files",
@@ -37,14 +38,6 @@ _DECODE_ERRORS = (OSError, SyntaxError, ValueError, Image.DecompressionBombError
 _SHUFFLE_STREAM, _WORKER_STREAM, _SAMPLE_STREAM = 0, 1, 2
 _STATS_SAMPLE = 500  # training images drawn to estimate the channel statistics (~2-3 s of ImageNet JPEGs a core)
 _STATS_SEED = 0  # fixed: the statistics are the data set's, the same for every run seed and every loader
-
-
-def derive_seed(seed: int, epoch: int, *stream: int) -> int:
-    """A 128-bit seed mixed (numpy SeedSequence) from non-negative ints: the same in every process and run."""
-    if seed < 0 or epoch < 0 or any(s < 0 for s in stream):
-        raise ValueError(f"seed, epoch and index must be >= 0, got seed={seed}, epoch={epoch}, {stream}")
-    words = np.random.SeedSequence([seed, epoch, *stream]).generate_state(4)  # 4 x uint32
-    return int.from_bytes(words.tobytes(), "little")
 
 
 def list_image_files(root_split_dir: str | os.PathLike) -> tuple[list[Path], list[int], list[str]]:
@@ -142,7 +135,7 @@ class StreamingImageDataset(torch.utils.data.Dataset):
             except _DECODE_ERRORS as error:
                 if not self.skip_bad:
                     raise DataError(f"{_read_error(path, error)}; replace or delete the file, or pass "
-                                    "skip_bad=True to skip unreadable images") from error
+                                    "data.skip_bad=true (skip_bad=True) to skip unreadable images") from error
                 self._report_skip(path, error)
         raise DataError(f"none of the {count} images can be read, e.g. {self.paths[index]}: check the folder")
 
@@ -164,7 +157,7 @@ class SeededShuffleSampler(torch.utils.data.Sampler[int]):
         self.epoch = epoch
 
     def __iter__(self):
-        generator = torch.Generator().manual_seed(derive_seed(self.seed, self.epoch, _SHUFFLE_STREAM) % 2**63)
+        generator = torch.Generator().manual_seed(torch_seed(self.seed, self.epoch, _SHUFFLE_STREAM))
         return iter(torch.randperm(self.num_samples, generator=generator).tolist())
 
     def __len__(self) -> int:
@@ -178,7 +171,7 @@ def set_loader_epoch(loader: torch.utils.data.DataLoader, epoch: int) -> None:
         loader.sampler.set_epoch(epoch)
     # Workers' own global RNGs (unused by our transforms) are seeded from this generator, not the global one.
     if loader.generator is not None:
-        loader.generator.manual_seed(derive_seed(loader.dataset.seed, epoch, _WORKER_STREAM) % 2**63)
+        loader.generator.manual_seed(torch_seed(loader.dataset.seed, epoch, _WORKER_STREAM))
 
 
 def make_streaming_loader(root: str | os.PathLike, split: str, batch_size: int, train: bool, num_workers: int = 2,
@@ -212,7 +205,7 @@ def make_streaming_loader(root: str | os.PathLike, split: str, batch_size: int, 
     dataset = StreamingImageDataset(paths, labels, transform, seed, epoch, skip_bad, classes)
     sampler = SeededShuffleSampler(len(dataset), seed, epoch) if train else \
         torch.utils.data.SequentialSampler(dataset)
-    generator = torch.Generator().manual_seed(derive_seed(seed, epoch, _WORKER_STREAM) % 2**63)
+    generator = torch.Generator().manual_seed(torch_seed(seed, epoch, _WORKER_STREAM))
     return torch.utils.data.DataLoader(dataset, batch_size=batch_size, sampler=sampler, num_workers=num_workers,
                                        drop_last=train, persistent_workers=False, generator=generator,
                                        pin_memory=torch.cuda.is_available())

@@ -15,16 +15,15 @@ import torch
 
 from resnetlab.data.augment import Normalizer
 from resnetlab.data.errors import DataError
+from resnetlab.data.seeding import torch_seed
 from resnetlab.data.streaming import (
+    _WORKER_STREAM,
     SeededShuffleSampler,
     StreamingImageDataset,
-    derive_seed,
     estimate_channel_stats,
     list_image_files,
 )
 from resnetlab.data.transforms import eval_transform, train_transform
-
-_WORKER_STREAM = 1  # the workers' base seed stream, as in resnetlab.data.streaming
 
 
 def channel_normalizer(paths: Sequence[Path], crop: int, resize: int, skip_bad: bool) -> Normalizer:
@@ -34,7 +33,7 @@ def channel_normalizer(paths: Sequence[Path], crop: int, resize: int, skip_bad: 
 
 
 def _loader(dataset, indices: list[int], batch_size: int, num_workers: int, drop_last: bool, seed: int, epoch: int):
-    generator = torch.Generator().manual_seed(derive_seed(seed, epoch, _WORKER_STREAM) % 2**63)
+    generator = torch.Generator().manual_seed(torch_seed(seed, epoch, _WORKER_STREAM))
     return torch.utils.data.DataLoader(dataset, batch_size=batch_size, sampler=indices, num_workers=num_workers,
                                        drop_last=drop_last, generator=generator, persistent_workers=False)
 

@@ -18,13 +18,13 @@ import torch
 
 from resnetlab.models.complexity import ModelStats, model_stats
 from resnetlab.models.registry import get_model_spec
+from resnetlab.paths import cache_root
 
 _SOURCE_DIRS = ("models", "layers")
 
 
 def cache_path() -> Path:
-    root = os.environ.get("RESNETLAB_CACHE") or os.path.join(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache", "resnetlab")
-    return Path(root) / "model_stats.json"
+    return cache_root() / "model_stats.json"
 
 
 def _source_key() -> str:

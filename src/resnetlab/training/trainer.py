@@ -21,8 +21,8 @@ import torch
 import torch.nn.functional as F
 
 from resnetlab.config import Config, to_dict
-from resnetlab.data.batches import derive_seed
 from resnetlab.data.datasets import DataBundle, build_data
+from resnetlab.data.seeding import torch_seed
 from resnetlab.layers.stochastic_depth import set_gate_generator
 from resnetlab.models import create_model
 from resnetlab.training.checkpoint import capture_rng_state, restore_rng_state
@@ -173,7 +173,7 @@ def train_one_epoch(run: Run, stop: StopFlag, on_step=None, stop_at_iteration: i
         lr = run.schedule.lr(state.iteration, state.warmup_done_at if warmup is not None else None)
         for group in optimizer.param_groups:
             group["lr"] = lr
-        run.gate_generator.manual_seed(derive_seed(config.train.seed, state.iteration, GATE_STREAM))
+        run.gate_generator.manual_seed(torch_seed(config.train.seed, state.iteration, GATE_STREAM))
         logits = model(images)
         loss = F.cross_entropy(logits, labels)
         loss_value = loss.item()
