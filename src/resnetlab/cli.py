@@ -14,6 +14,7 @@ from collections.abc import Sequence
 EXIT_USAGE = 2
 EXIT_DIVERGED = 3
 EXIT_INTERRUPTED = 130
+# Commands import torch and the models when they run, so `--help` answers without loading them.
 
 # The quick start: what `resnetlab train` runs with no config, on the built-in synthetic data (no download);
 # about two minutes on 2 CPU cores.
@@ -22,7 +23,6 @@ QUICKSTART_OVERRIDES = [
     "data.validation_size=1000", "train.epochs=3", "train.schedule.unit=epochs",
     "train.schedule.name=cosine", "run.name=null",
 ]
-# Commands import torch and the models when they run, so `--help` answers at once.
 
 
 def _format_count(value: int) -> str:
@@ -149,7 +149,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub.required = True
     train = sub.add_parser("train", help="train a model (no config: the quick start on synthetic data)",
                            description="Train from a recipe in configs/ with key=value overrides, e.g. "
-                           "`resnetlab train configs/resnet/cifar10_resnet110.yaml train.seed=1`.")
+                           "`resnetlab train configs/resnet/table6_cifar10_resnet110.yaml train.seed=1`.")
     train.add_argument("items", nargs="*", metavar="[CONFIG] [key=value]", help="a YAML recipe, then overrides")
     train.add_argument("--resume", metavar="RUN", help="continue the run in this folder (or from this checkpoint)")
     train.add_argument("--device", default="cpu", help="torch device (default: cpu)")
