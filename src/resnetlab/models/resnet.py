@@ -205,6 +205,12 @@ class ResNet(nn.Module):
                                                                           self.survival_probabilities())))
         raise ValueError(f"unit must be 'blocks' or 'layers', got {unit!r}")
 
+    def fuse_for_inference(self) -> ResNet:
+        """Fold BN into the preceding convolutions (in place) for faster inference; returns self, in eval mode."""
+        from resnetlab.models.fusion import fuse_for_inference
+
+        return fuse_for_inference(self)
+
     # ---- forward ---------------------------------------------------------------------------------------
     def forward_stem(self, x: torch.Tensor) -> torch.Tensor:
         return self.maxpool(F.relu(self.bn1(self.conv1(x)), inplace=True))
