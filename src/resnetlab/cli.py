@@ -115,7 +115,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
     trained = load_trained_model(args.run, device=args.device)
     config = trained.config
-    data = build_data(config.data, config.train.seed, config.train.batch_size, args.device)
+    data = build_data(config.data, config.train.seed, config.train.batch_size, args.device, trained.normalizer)
     print(f"{trained.checkpoint_path}: {config.model.name} on {config.data.name}")
     for split in ("val", "test"):
         if args.split not in (split, "all"):

@@ -128,14 +128,17 @@ class DataBundle:
         return self._eval[split]()
 
 
-def build_data(config: DataConfig, seed: int, batch_size: int, device: torch.device | str = "cpu") -> DataBundle:
-    """Training and evaluation batches for a data config: in memory for small images, streamed for large."""
+def build_data(config: DataConfig, seed: int, batch_size: int, device: torch.device | str = "cpu",
+               normalizer: Normalizer | None = None) -> DataBundle:
+    """Training and evaluation batches for a data config: in memory for small images, streamed for large.
+
+    ``normalizer``: statistics already known (a checkpoint's), so they are not computed again."""
     from resnetlab.data.batches import ArrayBatches, eval_batches
 
     if uses_streaming(config):
-        return _build_streaming(config, seed, batch_size, device)
+        return _build_streaming(config, seed, batch_size, device, normalizer)
     arrays = load_arrays(config)
-    normalizer = Normalizer.from_training_images(arrays.train_images, config.normalization)
+    normalizer = normalizer or Normalizer.from_training_images(arrays.train_images, config.normalization)
     train = ArrayBatches(arrays.train_images, arrays.train_labels, batch_size, normalizer, config.augment, seed, device)
     splits = {"val": (arrays.val_images, arrays.val_labels), "test": (arrays.test_images, arrays.test_labels)}
     evaluators = {name: (lambda images=images, labels=labels: eval_batches(images, labels, normalizer, device=device))
@@ -145,7 +148,8 @@ def build_data(config: DataConfig, seed: int, batch_size: int, device: torch.dev
                       arrays.skipped, evaluators)
 
 
-def _build_streaming(config: DataConfig, seed: int, batch_size: int, device) -> DataBundle:
+def _build_streaming(config: DataConfig, seed: int, batch_size: int, device,
+                     normalizer: Normalizer | None) -> DataBundle:
     from resnetlab.data.streaming_batches import (
         StreamingBatches,
         channel_normalizer,
@@ -154,7 +158,7 @@ def _build_streaming(config: DataConfig, seed: int, batch_size: int, device) -> 
     )
 
     train, val, test, classes = list_streaming_splits(config.root, config.validation_size, config.split_seed)
-    normalizer = channel_normalizer(train[0], config.crop, config.eval_resize, config.skip_bad)
+    normalizer = normalizer or channel_normalizer(train[0], config.crop, config.eval_resize, config.skip_bad)
     batches = StreamingBatches(*train, batch_size, normalizer, config.augment, seed, config.crop,
                                tuple(config.scale), config.eval_resize, config.num_workers, config.skip_bad, device)
     evaluators = {name: (lambda split=split: streaming_eval_batches(
