@@ -12,6 +12,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from resnetlab.layers.memory_format import keep_gradient_layout
+
 SHORTCUT_OPTIONS = ("A", "B", "C")
 SHORTCUT_POOLS = ("subsample", "avg")
 
@@ -42,6 +44,7 @@ class ZeroPadShortcut(nn.Module):
         self.in_channels, self.out_channels, self.stride, self.pool = in_channels, out_channels, stride, pool
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = keep_gradient_layout(x)  # the subsampling's backward would hand an NCHW gradient to a channels_last net
         if self.stride > 1:
             if self.pool == "avg":
                 x = F.avg_pool2d(x, self.stride)

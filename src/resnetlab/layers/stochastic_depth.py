@@ -3,10 +3,17 @@
 The per-block survival probabilities come from one function, `survival_probabilities`; the gate of one
 block is a `DropPath` module. In ``batch`` mode the block asks `DropPath.skip_branch()` *before* computing
 its branch, so a dropped branch costs nothing, forward or backward (the paper's time saving).
+
+Activation checkpointing runs a unit's forward twice; `record_gates` and `replay_gates` make the second run
+repeat the batch-mode decisions of the first instead of drawing new ones (see `resnetlab.models.checkpointing`).
 """
 
 from __future__ import annotations
 
+import contextlib
+from collections import deque
+from collections.abc import Iterator
+from contextvars import ContextVar
 from dataclasses import asdict, dataclass
 
 import torch
@@ -103,9 +110,22 @@ class DropPath(nn.Module):
         if not (self.training and self.active and self.mode == "batch"):
             self.last_kept = True
             return False
-        # Drawn on the CPU so that deciding costs no device synchronisation.
-        self.last_kept = bool(torch.rand((), generator=self.generator) < self.survival_prob)
+        session = _GATE_SESSION.get()
+        if isinstance(session, _GateReplay):
+            if self.generator is None:
+                # Checkpointing restored the default generator's state before this rerun: drawing (and
+                # ignoring) keeps its stream in step for any later random op of the rerun.
+                self._draw()
+            self.last_kept = session.next(self)
+        else:
+            self.last_kept = self._draw()
+            if session is not None:
+                session.record(self, self.last_kept)
         return not self.last_kept
+
+    def _draw(self) -> bool:
+        # Drawn on the CPU so that deciding costs no device synchronisation.
+        return bool(torch.rand((), generator=self.generator) < self.survival_prob)
 
     def forward(self, branch: torch.Tensor) -> torch.Tensor:
         if not self.active:
@@ -119,6 +139,55 @@ class DropPath(nn.Module):
 
     def extra_repr(self) -> str:
         return f"survival_prob={self.survival_prob:.4f}, mode={self.mode}, scaling={self.scaling}"
+
+
+class GateTape:
+    """The batch-mode decisions of the gates run inside `record_gates`, in order for each gate."""
+
+    def __init__(self) -> None:
+        self.decisions: dict[DropPath, list[bool]] = {}  # modules hash by identity
+
+    def record(self, gate: DropPath, kept: bool) -> None:
+        self.decisions.setdefault(gate, []).append(kept)
+
+
+class _GateReplay:
+    """One replay of a `GateTape`: hands every gate its recorded decisions back, in order."""
+
+    def __init__(self, tape: GateTape) -> None:
+        self._pending = {gate: deque(kept) for gate, kept in tape.decisions.items()}
+
+    def next(self, gate: DropPath) -> bool:
+        pending = self._pending.get(gate)
+        if not pending:
+            raise RuntimeError("a stochastic-depth gate was drawn more often on the rerun than in the recorded "
+                               "forward pass, so its decision cannot be replayed")
+        return pending.popleft()
+
+
+# The gate session of the current thread / task: None (draw), a GateTape (draw and record) or a _GateReplay.
+_GATE_SESSION: ContextVar[GateTape | _GateReplay | None] = ContextVar("resnetlab_gate_session", default=None)
+
+
+@contextlib.contextmanager
+def record_gates(tape: GateTape) -> Iterator[GateTape]:
+    """Batch-mode gates run inside draw as usual and record each decision on ``tape``."""
+    token = _GATE_SESSION.set(tape)
+    try:
+        yield tape
+    finally:
+        _GATE_SESSION.reset(token)
+
+
+@contextlib.contextmanager
+def replay_gates(tape: GateTape) -> Iterator[None]:
+    """Batch-mode gates run inside take the decisions recorded on ``tape`` (each replay starts over)
+    instead of drawing: a dedicated ``generator`` is left untouched."""
+    token = _GATE_SESSION.set(_GateReplay(tape))
+    try:
+        yield
+    finally:
+        _GATE_SESSION.reset(token)
 
 
 def set_gate_generator(model: nn.Module, generator: torch.Generator | None) -> int:

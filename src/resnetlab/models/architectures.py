@@ -56,6 +56,7 @@ def _build(
     zero_init_residual: bool,
     in_channels: int,
     stride_in_1x1: bool = False,
+    checkpoint_segments: int = 0,
 ) -> ResNet:
     """Turn the user-facing options into `ResNet` arguments (names to classes, variants to merges)."""
     unit = _unit_class(block, placement)
@@ -82,7 +83,7 @@ def _build(
         norm_layer=NORM_LAYERS[norm], shortcut=shortcut or default_shortcut, shortcut_pool=shortcut_pool,
         stride_in_1x1=stride_in_1x1, placement="original" if placement == "full_preact" else placement,
         merge_options=merge_options, stochastic_depth=StochasticDepth.coerce(stochastic_depth),
-        zero_init_residual=zero_init_residual,
+        zero_init_residual=zero_init_residual, checkpoint_segments=checkpoint_segments,
     )
 
 
@@ -103,11 +104,13 @@ def cifar_resnet(
     norm: str = "batch",
     zero_init_residual: bool = False,
     in_channels: int = 3,
+    checkpoint_segments: int = 0,
 ) -> ResNet:
     """A CIFAR network of He et al. 2015 (Sec. 4.2): a 3x3 conv, three stages of n units at 32/16/8 px.
 
     Depth is 6n+2 for basic and plain units and 9n+2 for bottleneck units (He et al. 2016). The default
     shortcut is option A for basic units (the ResNet paper) and B for bottlenecks (the authors' code).
+    ``checkpoint_segments`` trades compute for activation memory in training (`ResNet`).
     """
     layers_per_unit = 3 if block == "bottleneck" else 2
     if depth < 2 or (depth - 2) % (3 * layers_per_unit):
@@ -118,7 +121,7 @@ def cifar_resnet(
         num_classes=num_classes, placement=placement, shortcut=shortcut, shortcut_pool=shortcut_pool,
         shortcut_variant=shortcut_variant, shortcut_scale=shortcut_scale, branch_scale=branch_scale,
         gate_bias=gate_bias, shortcut_dropout=shortcut_dropout, stochastic_depth=stochastic_depth, norm=norm,
-        zero_init_residual=zero_init_residual, in_channels=in_channels,
+        zero_init_residual=zero_init_residual, in_channels=in_channels, checkpoint_segments=checkpoint_segments,
     )
 
 
@@ -140,11 +143,13 @@ def imagenet_resnet(
     norm: str = "batch",
     zero_init_residual: bool = False,
     in_channels: int = 3,
+    checkpoint_segments: int = 0,
 ) -> ResNet:
     """An ImageNet network of He et al. 2015 (Table 1): 7x7/2 conv, max pool, four stages at 56/28/14/7 px.
 
     ``stride_in_1x1=True`` is the paper's v1 bottleneck; the default False is torchvision's v1.5.
-    The default shortcut is option B.
+    The default shortcut is option B. ``checkpoint_segments`` trades compute for activation memory in
+    training (`ResNet`).
     """
     return _build(
         block, layers, IMAGENET_WIDTHS, "imagenet", "B",
@@ -152,6 +157,7 @@ def imagenet_resnet(
         shortcut_variant=shortcut_variant, shortcut_scale=shortcut_scale, branch_scale=branch_scale,
         gate_bias=gate_bias, shortcut_dropout=shortcut_dropout, stochastic_depth=stochastic_depth, norm=norm,
         zero_init_residual=zero_init_residual, in_channels=in_channels, stride_in_1x1=stride_in_1x1,
+        checkpoint_segments=checkpoint_segments,
     )
 
 

@@ -8,6 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from resnetlab.layers.memory_format import keep_gradient_layout
 from resnetlab.layers.shortcut_variants import make_merge
 from resnetlab.layers.shortcuts import SHORTCUT_POOLS, conv3x3, make_shortcut
 from resnetlab.layers.stochastic_depth import DropPath, StochasticDepth, survival_probabilities
@@ -19,6 +20,7 @@ from resnetlab.models.blocks import (
     PlainBlock,
     ResidualUnit,
 )
+from resnetlab.models.checkpointing import check_segments, run_checkpointed
 from resnetlab.models.preact_blocks import PreActBasicBlock, PreActBottleneck
 
 STEMS = ("imagenet", "cifar")
@@ -46,6 +48,15 @@ class ResNet(nn.Module):
             `resnetlab.layers.shortcut_variants.make_merge`, or None for the plain sum.
         stochastic_depth: `StochasticDepth` settings, or None for a constant-depth network.
         zero_init_residual: start the last BN of every branch at 0, so each unit starts as the identity.
+        checkpoint_segments: activation checkpointing (0, the default, turns it off). With k > 0, in training
+            mode with grad enabled, the residual units (all stages, in order) run in k contiguous chunks of
+            nearly equal size (one unit per chunk when k exceeds the number of units), each under
+            `torch.utils.checkpoint.checkpoint`: only the chunks' inputs are kept for backward and every
+            chunk's forward runs again during backward, about one extra forward pass of compute. Between
+            sqrt(units) and 2 sqrt(units) segments keep the least (a bottleneck unit stores several times its
+            input, which favours more segments; measured by ``benchmarks/memory_deep_nets.py``). Results, stochastic-depth
+            decisions and BN running statistics are the same as without it (`resnetlab.models.checkpointing`).
+            Eval mode and ``torch.no_grad()`` run as usual. Also settable later: ``model.checkpoint_segments = 8``.
     """
 
     def __init__(
@@ -66,8 +77,10 @@ class ResNet(nn.Module):
         merge_options: dict | None = None,
         stochastic_depth: StochasticDepth | None = None,
         zero_init_residual: bool = False,
+        checkpoint_segments: int = 0,
     ) -> None:
         super().__init__()
+        self.checkpoint_segments = checkpoint_segments
         self._check_arguments(block, layers, widths, num_classes, stem, shortcut_pool, placement,
                               merge_options, stochastic_depth, stride_in_1x1)
         self.block = block
@@ -171,6 +184,18 @@ class ResNet(nn.Module):
                 if norm is not None and getattr(norm, "weight", None) is not None:
                     nn.init.zeros_(norm.weight)
 
+    @property
+    def checkpoint_segments(self) -> int:
+        """Chunks of residual units run under activation checkpointing in training (0: off)."""
+        return self.__dict__.get("_checkpoint_segments", 0)  # 0 for a model pickled before the option
+
+    @checkpoint_segments.setter
+    def checkpoint_segments(self, value: int) -> None:
+        self._checkpoint_segments = check_segments(value)
+
+    def extra_repr(self) -> str:
+        return f"checkpoint_segments={self.checkpoint_segments}" if self.checkpoint_segments else ""
+
     # ---- structure -------------------------------------------------------------------------------------
     def stages(self) -> list[nn.Sequential]:
         return [getattr(self, name) for name in self.stage_names]
@@ -217,14 +242,18 @@ class ResNet(nn.Module):
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         x = self.forward_stem(x)
-        for stage in self.stages():
-            x = stage(x)
+        if self.checkpoint_segments and self.training and torch.is_grad_enabled():
+            x = run_checkpointed(list(self.units()), x, self.checkpoint_segments)
+        else:
+            for stage in self.stages():
+                x = stage(x)
         if self.final_bn is not None:
             x = F.relu(self.final_bn(x), inplace=True)
         return x
 
     def forward_head(self, x: torch.Tensor) -> torch.Tensor:
-        return self.fc(torch.flatten(self.avgpool(x), 1))
+        # The pool's backward builds an NCHW gradient; a channels_last net wants its own layout back.
+        return self.fc(torch.flatten(self.avgpool(keep_gradient_layout(x)), 1))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.forward_head(self.forward_features(x))
