@@ -27,6 +27,7 @@ class ModelConfig:
     name: str = "resnet20"  # a name from `resnetlab models`
     num_classes: int | None = None  # None: the data set's number of classes
     options: dict = field(default_factory=dict)  # create_model options: shortcut, stochastic_depth, ...
+    checkpoint_segments: int = 0  # activation checkpointing: recompute the units in this many segments (0: off)
 
 
 @dataclass(frozen=True)
@@ -81,6 +82,10 @@ class TrainConfig:
     deterministic: bool = False  # bitwise reproducible on CPU (slower kernels), needed for exact resume
     eval_every: int = 1  # epochs between validation/test evaluations
     checkpoint_every: int = 1  # epochs between checkpoints (also written at the end and on interruption)
+    channels_last: bool = True  # NHWC activations: oneDNN's fast convolution layout on CPU, tensor cores' on GPU
+    compile: bool | None = None  # torch.compile the training step (eager on failure); null: when iterations >= 1000
+    precision: str = "fp32"  # fp32 | bf16 (autocast; for GPUs: CPUs without bf16 units run it far slower)
+    tune_allocator: bool = True  # keep freed activation buffers in glibc's heap instead of returning them to the OS
 
 
 @dataclass(frozen=True)
@@ -105,12 +110,14 @@ CHOICES = {
     "train.schedule.name": ("step", "cosine", "constant"),
     "train.schedule.unit": ("iterations", "epochs"),
     "train.schedule.warmup.kind": ("none", "linear", "constant", "error_threshold"),
+    "train.precision": ("fp32", "bf16"),
 }
 POSITIVE = ("train.batch_size", "train.lr", "train.eval_every", "train.checkpoint_every", "train.iterations",
             "train.epochs", "data.image_size", "data.synthetic_train_size", "data.synthetic_test_size", "data.crop",
             "data.eval_resize")
 NON_NEGATIVE = ("train.momentum", "train.weight_decay", "data.validation_size", "train.schedule.gamma",
-                "train.schedule.warmup.steps", "train.schedule.warmup.lr", "data.num_workers")
+                "train.schedule.warmup.steps", "train.schedule.warmup.lr", "data.num_workers",
+                "model.checkpoint_segments")
 
 
 # ---- building the tree from plain data --------------------------------------------------------------
@@ -272,6 +279,14 @@ def validate(config: Config) -> Config:
     return config
 
 
+def model_options(model: ModelConfig) -> dict:
+    """The keyword arguments of `create_model` that a model section asks for, besides name and classes."""
+    if model.checkpoint_segments and "checkpoint_segments" in model.options:
+        raise ConfigError("set model.checkpoint_segments or model.options.checkpoint_segments, not both")
+    extra = {"checkpoint_segments": model.checkpoint_segments} if model.checkpoint_segments else {}
+    return {**model.options, **extra}
+
+
 def _validate_model(model: ModelConfig) -> None:
     import torch
 
@@ -280,7 +295,7 @@ def _validate_model(model: ModelConfig) -> None:
     try:
         get_model_spec(model.name)
         with torch.device("meta"):
-            create_model(model.name, num_classes=model.num_classes, **model.options)
+            create_model(model.name, num_classes=model.num_classes, **model_options(model))
     except (ValueError, TypeError) as error:
         raise ConfigError(f"model: {error}") from None
 

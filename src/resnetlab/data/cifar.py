@@ -12,7 +12,6 @@ from __future__ import annotations
 import hashlib
 import os
 import pickle
-import shutil
 import sys
 import tarfile
 import tempfile

@@ -49,7 +49,7 @@ def new_run_dir(config: Config) -> Path:
 def _evaluate_splits(run: Run) -> dict:
     record = {}
     for split in ("val", "test"):
-        result = evaluate(run.model, run.data.eval_batches(split), len(run.data.classes))
+        result = evaluate(run.model, run.data.eval_batches(split), len(run.data.classes), run.memory_format)
         for key, value in (result or {}).items():
             record[f"{split}_{key}"] = value
     return record
@@ -101,7 +101,7 @@ def train(config: Config | None = None, *, resume: str | Path | None = None, dev
         checkpoint = load_checkpoint(run_dir / LAST_CHECKPOINT if run_dir.is_dir() else run_dir)
         run_dir = run_dir if run_dir.is_dir() else run_dir.parent
         config = config_from_dict(checkpoint["config"])
-        run = build_run(config, device)
+        run = build_run(config, device, log)
         restore(run, checkpoint)
         log(f"resuming {run_dir} at iteration {run.state.iteration} (epoch {run.state.epoch + 1})")
     else:
@@ -109,7 +109,7 @@ def train(config: Config | None = None, *, resume: str | Path | None = None, dev
         run_dir = new_run_dir(config)
         save_config(config, run_dir / "config.yaml")
         (run_dir / "environment.json").write_text(json.dumps(describe_environment(config.train.seed), indent=2))
-        run = build_run(config, device)
+        run = build_run(config, device, log)
         log(f"run folder {run_dir}: {config.model.name} on {config.data.name} "
             f"({run.data.split_sizes['train']} train / {run.data.split_sizes['val']} val / "
             f"{run.data.split_sizes['test']} test images), {run.total_iterations} iterations of batch {config.train.batch_size}")

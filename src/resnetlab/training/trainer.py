@@ -11,21 +11,21 @@ from __future__ import annotations
 import math
 import random
 import signal
-import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from resnetlab.config import Config, to_dict
+from resnetlab.config import Config, model_options, to_dict
 from resnetlab.data.datasets import DataBundle, build_data
 from resnetlab.data.seeding import torch_seed
 from resnetlab.layers.stochastic_depth import set_gate_generator
 from resnetlab.models import create_model
 from resnetlab.training.checkpoint import capture_rng_state, restore_rng_state
+from resnetlab.training.performance import memory_format, prepare_forward, should_compile, tune_allocator
 from resnetlab.training.schedules import LRSchedule, epochs_to_iterations
 
 WARMUP_ERROR_WINDOW = 50  # iterations averaged when the paper's warm-up rule checks the training error
@@ -70,7 +70,14 @@ class Run:
     total_iterations: int
     device: torch.device
     gate_generator: torch.Generator
+    forward: Callable[[torch.Tensor], torch.Tensor]  # the model, or its compiled form, for training steps
+    memory_format: torch.memory_format  # of the model's activations; input batches are put in it
     state: TrainState = field(default_factory=TrainState)
+
+    @property
+    def autocast(self) -> torch.autocast:
+        enabled = self.config.train.precision == "bf16"
+        return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=enabled)
 
 
 def seed_everything(seed: int, deterministic: bool) -> None:
@@ -92,19 +99,25 @@ def make_schedule(config: Config, iterations_per_epoch: int, total_iterations: i
                       warmup_lr=warmup.lr, warmup_threshold=warmup.threshold)
 
 
-def build_run(config: Config, device: str | torch.device = "cpu") -> Run:
+def build_run(config: Config, device: str | torch.device = "cpu", log: Callable[[str], None] = print) -> Run:
     seed_everything(config.train.seed, config.train.deterministic)
+    if config.train.tune_allocator:
+        tune_allocator()
     device = torch.device(device)
     data = build_data(config.data, config.train.seed, config.train.batch_size, device)
     num_classes = config.model.num_classes or len(data.classes)
-    model = create_model(config.model.name, num_classes=num_classes, **config.model.options).to(device)
+    model = create_model(config.model.name, num_classes=num_classes, **model_options(config.model)).to(device)
     gate_generator = torch.Generator()  # CPU: the gates are decided on the host, no device sync
     set_gate_generator(model, gate_generator)
-    optimizer = torch.optim.SGD(model.parameters(), lr=config.train.lr, momentum=config.train.momentum,
-                                nesterov=config.train.nesterov, weight_decay=config.train.weight_decay)
     total = config.train.iterations or config.train.epochs * data.train.num_batches
+    forward = prepare_forward(model, channels_last=config.train.channels_last,
+                              compile=should_compile(config.train.compile, total, model), log=log)
+    # foreach: one kernel per operation over all parameters instead of one per parameter (fewer launches).
+    optimizer = torch.optim.SGD(model.parameters(), lr=config.train.lr, momentum=config.train.momentum,
+                                nesterov=config.train.nesterov, weight_decay=config.train.weight_decay, foreach=True)
     schedule = make_schedule(config, data.train.num_batches, total)
-    return Run(config, data, model, optimizer, schedule, total, device, gate_generator)
+    return Run(config, data, model, optimizer, schedule, total, device, gate_generator, forward,
+               memory_format(config.train.channels_last))
 
 
 def top_k_errors(logits: torch.Tensor, labels: torch.Tensor, ks: tuple[int, ...]) -> list[int]:
@@ -115,12 +128,15 @@ def top_k_errors(logits: torch.Tensor, labels: torch.Tensor, ks: tuple[int, ...]
 
 
 @torch.no_grad()
-def evaluate(model: torch.nn.Module, batches, num_classes: int) -> dict | None:
+def evaluate(model: torch.nn.Module, batches, num_classes: int,
+             memory_format: torch.memory_format = torch.contiguous_format) -> dict | None:
     """Loss, top-1 and (for more than 10 classes) top-5 error over a split; None for an empty split."""
     model.eval()
     ks = (1, 5) if num_classes > 10 else (1,)
     total, loss_sum, errors = 0, 0.0, [0] * len(ks)
     for images, labels in batches:
+        if images.ndim == 4:
+            images = images.contiguous(memory_format=memory_format)
         if images.ndim == 5:  # multi-crop testing: average the scores of the crops (He et al. 2015, 10-crop)
             logits = model(images.flatten(0, 1)).view(images.shape[0], images.shape[1], -1).mean(1)
         else:
@@ -174,8 +190,9 @@ def train_one_epoch(run: Run, stop: StopFlag, on_step=None, stop_at_iteration: i
         for group in optimizer.param_groups:
             group["lr"] = lr
         run.gate_generator.manual_seed(torch_seed(config.train.seed, state.iteration, GATE_STREAM))
-        logits = model(images)
-        loss = F.cross_entropy(logits, labels)
+        with run.autocast:
+            logits = run.forward(images.contiguous(memory_format=run.memory_format))
+        loss = F.cross_entropy(logits.float(), labels)
         loss_value = loss.item()
         if not math.isfinite(loss_value):
             raise TrainingDiverged(f"loss became {loss_value} at iteration {state.iteration} (epoch {state.epoch + 1}, "

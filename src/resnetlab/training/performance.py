@@ -1,0 +1,123 @@
+"""The speed levers of a training run: memory layout, torch.compile with a clean fallback, the allocator.
+
+Each lever is a switch of the config's ``train`` section and is measured by ``benchmarks/train_speed.py``
+against the plain eager NCHW float32 reference (see the README's results table for what each one buys).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import sys
+from collections.abc import Callable
+
+import torch
+from torch import nn
+
+# glibc mallopt parameters (malloc.h) and the values we set.
+_M_TRIM_THRESHOLD = -1
+_M_TOP_PAD = -2
+_M_MMAP_THRESHOLD = -3
+# The largest mmap threshold glibc accepts on 64-bit (HEAP_MAX_SIZE / 2): blocks up to 32 MiB, e.g. a CIFAR
+# activation of 128 x 64 x 16 x 16 float32 (8 MiB), come from the heap and are reused from step to step.
+MMAP_THRESHOLD_BYTES = 32 << 20
+TRIM_THRESHOLD_BYTES = 1 << 30  # keep up to 1 GiB of freed heap instead of handing it back after each step
+TOP_PAD_BYTES = 64 << 20  # grow the heap 64 MiB at a time: fewer brk calls while a step's activations grow
+
+_allocator_tuned = False
+
+
+def tune_allocator() -> bool:
+    """Stop glibc from returning freed activation buffers to the OS (and page-faulting them back every step).
+
+    By default glibc serves large blocks with mmap and trims the heap as soon as they are freed, so every
+    training step pays page faults for its activations again. Raising the mmap and trim thresholds keeps
+    them in the heap. Process-wide and idempotent; returns False where the C library is not glibc (macOS,
+    musl), which leaves the allocator as it is.
+    """
+    global _allocator_tuned
+    if _allocator_tuned:
+        return True
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        mallopt = libc.mallopt
+    except (OSError, AttributeError):
+        return False
+    mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
+    applied = all(mallopt(param, value) == 1 for param, value in (
+        (_M_MMAP_THRESHOLD, MMAP_THRESHOLD_BYTES),
+        (_M_TRIM_THRESHOLD, TRIM_THRESHOLD_BYTES),
+        (_M_TOP_PAD, TOP_PAD_BYTES),
+    ))
+    _allocator_tuned = applied
+    return applied
+
+
+# With `train.compile: null` a run compiles when it is at least this long: compiling costs 20-60 s on 2 CPU cores
+# (seconds once inductor's cache is warm) and saves 10-25% of a ResNet-20..110 step of 0.2-1.3 s
+# (benchmarks/train_speed.py), so it pays for itself after roughly a thousand steps.
+AUTO_COMPILE_MIN_ITERATIONS = 1000
+
+
+def compiles_well(model: nn.Module) -> bool:
+    """False for models whose forward breaks the compiled graph at every unit: batch-mode stochastic depth (a
+    Python decision per unit per step; measured 30% slower compiled than eager on ResNet-110) and activation
+    checkpointing."""
+    from resnetlab.layers.stochastic_depth import DropPath
+
+    gated = any(isinstance(m, DropPath) and m.active and m.mode == "batch" for m in model.modules())
+    return not gated and not getattr(model, "checkpoint_segments", 0)
+
+
+def should_compile(setting: bool | None, iterations: int, model: nn.Module | None = None) -> bool:
+    """The config's ``train.compile``: true, false, or None for "when it pays off": a run of at least
+    ``AUTO_COMPILE_MIN_ITERATIONS`` iterations of a model that compiles well."""
+    if setting is not None:
+        return setting
+    return iterations >= AUTO_COMPILE_MIN_ITERATIONS and (model is None or compiles_well(model))
+
+
+def memory_format(channels_last: bool) -> torch.memory_format:
+    return torch.channels_last if channels_last else torch.contiguous_format
+
+
+class CompiledForward:
+    """``torch.compile(model)`` that falls back to the eager model, once and for good, if compiling fails.
+
+    Compilation happens at the first call (and again when a guard changes, e.g. train -> eval); a missing
+    C++ compiler or an unsupported operator then raises. The wrapper reports the failure in one line through
+    ``log`` and runs the eager model from then on, so a run never dies of an optimisation. The model's own
+    state_dict is untouched (no ``_orig_mod.`` prefix in checkpoints).
+    """
+
+    def __init__(self, model: nn.Module, log: Callable[[str], None] = print, **compile_options) -> None:
+        self.model = model
+        self.compiled = torch.compile(model, **compile_options)
+        self.log = log
+        self.failure: str | None = None
+
+    def __call__(self, *args, **kwargs):
+        if self.failure is None:
+            try:
+                return self.compiled(*args, **kwargs)
+            except Exception as error:  # noqa: BLE001 - any compiler failure means: run eagerly
+                self.failure = _root_cause(error)
+                self.log(f"torch.compile failed ({self.failure[:200]}); continuing in eager mode")
+        return self.model(*args, **kwargs)
+
+
+def _root_cause(error: BaseException) -> str:
+    """``Type: first line`` of the innermost cause (dynamo wraps a backend's error in its own)."""
+    while (inner := getattr(error, "inner_exception", None) or error.__cause__) is not None:
+        error = inner
+    first_line = (str(error).strip().splitlines() or [""])[0]
+    return f"{type(error).__name__}: {first_line}"
+
+
+def prepare_forward(model: nn.Module, *, channels_last: bool, compile: bool,
+                    log: Callable[[str], None] = print) -> Callable:
+    """Put ``model`` in the chosen memory format (in place) and return the callable that trains it."""
+    model.to(memory_format=memory_format(channels_last))
+    return CompiledForward(model, log) if compile else model
