@@ -1,4 +1,4 @@
-"""The ``resnetlab`` command line: ``train``, ``eval``, ``predict``, ``models`` and ``info``.
+"""The ``resnetlab`` command line: ``train``, ``eval``, ``predict``, ``models``, ``info`` and ``bench``.
 
 Errors a user can fix (unknown names, bad config values, missing or corrupt files, a diverged loss) print one
 line and exit non-zero; ``--debug`` shows the traceback instead. An interrupted run writes a checkpoint at
@@ -68,6 +68,63 @@ def cmd_info(args: argparse.Namespace) -> int:
         print(f"\n{stats.multiply_adds / 1e9:.3f} G multiply-adds per {size}x{size} image")
     print(f"options: {', '.join(o for o in spec.options() if o != 'num_classes')}")
     return 0
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    from resnetlab.bench.training import describe_machine
+    from resnetlab.models import get_model_spec
+
+    spec = get_model_spec(args.model)
+    if args.batch < 2:
+        raise ValueError(f"--batch must be at least 2 (BN needs 2 images), got {args.batch}")
+    print(describe_machine())
+    if args.mode == "infer":
+        return _bench_inference(args, spec)
+    from resnetlab.bench.training import REFERENCE, compare_training, format_comparison, resnetlab_setup
+
+    ours = resnetlab_setup(channels_last=args.channels_last, compile=args.compile)
+    comparison = compare_training(args.model, [REFERENCE, ours], batch_size=args.batch, image_size=args.image_size,
+                                  rounds=args.rounds, steps=args.steps, augmentation=spec.input_size <= 64,
+                                  progress=lambda line: print(line, file=sys.stderr))
+    print(format_comparison(comparison))
+    _write_json(args.json, comparison.to_dict())
+    return 0
+
+
+def _bench_inference(args: argparse.Namespace, spec) -> int:
+    import resource
+
+    from resnetlab.bench.inference import format_table, measure_inference
+    from resnetlab.bench.training import matmul_gflops
+    from resnetlab.models.complexity import build_on_meta, count_multiply_adds
+
+    size = args.image_size or spec.input_size
+    ours = ("folded_channels_last" if args.channels_last else "folded") + ("_compiled" if args.compile else "")
+    if ours == "folded_compiled":
+        raise ValueError("--compile is measured with channels_last; drop --no-channels-last")
+    bench = measure_inference(args.model, size, args.batch, rounds=args.rounds, calls_per_round=args.steps,
+                              variants=("eager", ours))
+    peak = matmul_gflops()["median"]
+    multiply_adds = count_multiply_adds(build_on_meta(args.model), size)
+    print(format_table(bench, baselines=("eager",)))
+    for name in ("eager", ours):
+        result = bench.results[name]
+        if result.status != "ok":
+            continue
+        gflops = 2 * multiply_adds * args.batch / (result.median_ms / 1e3) / 1e9
+        print(f"{name}: {bench.images_per_second(name):.1f} img/s, {gflops:.1f} GFLOP/s, "
+              f"{100 * gflops / peak:.0f}% of the matmul peak ({peak:.0f} GFLOP/s)")
+    peak_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(f"peak resident memory of this process: {peak_rss:.0f} MiB")
+    _write_json(args.json, bench.to_dict())
+    return 0
+
+
+def _write_json(path: str | None, data: dict) -> None:
+    if path:
+        from resnetlab.bench.training import write_results
+
+        write_results(path, data)
 
 
 def _split_config_args(items: list[str]) -> tuple[str | None, list[str]]:
@@ -174,12 +231,31 @@ def build_parser() -> argparse.ArgumentParser:
     info.add_argument("name", help="a model name from `resnetlab models`")
     info.add_argument("--input-size", type=int, default=None, help="image side in pixels (default: the model's)")
     info.set_defaults(handler=cmd_info)
+    bench = sub.add_parser("bench", help="training or inference speed of a model against the plain eager reference",
+                           description="Measure images/s, GFLOP/s, the fraction of the matmul peak and peak memory, "
+                           "side by side with the plain eager NCHW float32 reference, in interleaved rounds.")
+    bench.add_argument("model", help="a model name from `resnetlab models`")
+    bench.add_argument("--batch", type=int, default=128, help="images per step (default: 128)")
+    mode = bench.add_mutually_exclusive_group()
+    mode.add_argument("--train", dest="mode", action="store_const", const="train", help="training steps (default)")
+    mode.add_argument("--infer", dest="mode", action="store_const", const="infer",
+                      help="inference: eager vs BN folded into the convolutions")
+    bench.set_defaults(mode="train")
+    bench.add_argument("--compile", action="store_true", help="torch.compile resnetlab's side")
+    bench.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=True,
+                       help="NHWC memory on resnetlab's side (default: on, as in training)")
+    bench.add_argument("--image-size", type=int, default=None, help="image side in px (default: the model's)")
+    bench.add_argument("--rounds", type=int, default=3, help="interleaved rounds (default: 3)")
+    bench.add_argument("--steps", type=int, default=5, help="timed steps (or calls) per round (default: 5)")
+    bench.add_argument("--json", metavar="PATH", help="also write the figures as JSON")
+    bench.set_defaults(handler=cmd_bench)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    from resnetlab.bench.training import BenchError
     from resnetlab.data.errors import DataError
     from resnetlab.training.checkpoint import CheckpointError
     from resnetlab.training.trainer import TrainingDiverged
@@ -191,7 +267,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise
         print(f"resnetlab: error: {error}", file=sys.stderr)
         return EXIT_DIVERGED
-    except (ValueError, TypeError, KeyError, OSError, DataError, CheckpointError) as error:
+    except (ValueError, TypeError, KeyError, OSError, DataError, CheckpointError, BenchError) as error:
         if args.debug:
             raise
         message = error.args[0] if isinstance(error, KeyError) and error.args else error

@@ -1,0 +1,1 @@
+"""Benchmarks of resnetlab's networks."""

@@ -1,0 +1,285 @@
+"""Inference speed of a resnetlab network in several forms, against onnxruntime, on the CPU in float32.
+
+Variants (each checked against the eager logits on the same input):
+
+- ``eager``: NCHW, eval mode, BN unfused.
+- ``folded``: BN folded into the convolutions (`fuse_for_inference`).
+- ``folded_channels_last``: folded, with model and input in ``torch.channels_last`` (NHWC memory), the layout
+  oneDNN's convolutions prefer on the CPU.
+- ``folded_channels_last_compiled``: the above through ``torch.compile`` (inductor) with ``freezing=True``, which
+  treats the weights as constants so inductor can prepack them for oneDNN. The compile time (the first call) is
+  reported separately as ``setup_seconds``; it depends on inductor's on-disk cache (a second run is faster).
+- ``onnxruntime``: the folded model exported to ONNX (the torch.export-based exporter, ``dynamo=True``, with a
+  dynamic batch axis) and run by an onnxruntime CPU session with all graph optimizations.
+
+Timing: every variant is warmed up, then the variants are interleaved in rounds (round r runs each variant for
+``calls_per_round`` calls in turn) so that a slow spell of a shared machine hits all of them alike; each call is
+timed alone with `time.perf_counter`, and the median, min and max are over all timed calls.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import datetime
+import logging
+import math
+import os
+import statistics
+import tempfile
+import time
+import warnings
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+
+import torch
+from torch import nn
+
+VARIANTS = ("eager", "folded", "folded_channels_last", "folded_channels_last_compiled", "onnxruntime")
+
+
+@dataclass
+class VariantResult:
+    """One variant's measurement. Times are in seconds; ``status`` is "ok", "skipped" or "failed"."""
+
+    name: str
+    status: str = "ok"
+    reason: str | None = None  # why skipped or failed, in one line
+    setup_seconds: float | None = None  # preparing the variant: folding, export + session, or compile (1st call)
+    call_seconds: list[float] = field(default_factory=list)  # every timed call, in order
+    max_abs_diff: float | None = None  # max |logits - eager logits|
+    rel_diff: float | None = None  # max_abs_diff / max |eager logits|
+
+    @property
+    def median_ms(self) -> float:
+        return 1e3 * statistics.median(self.call_seconds) if self.call_seconds else math.nan
+
+    @property
+    def min_ms(self) -> float:
+        return 1e3 * min(self.call_seconds) if self.call_seconds else math.nan
+
+    @property
+    def max_ms(self) -> float:
+        return 1e3 * max(self.call_seconds) if self.call_seconds else math.nan
+
+
+@dataclass
+class InferenceBenchmark:
+    """The measurement of all variants of one model at one image size and batch size."""
+
+    model: str
+    image_size: int
+    batch_size: int
+    rounds: int
+    calls_per_round: int
+    warmup_calls: int
+    threads: int  # torch.get_num_threads(), also onnxruntime's intra-op threads
+    results: dict[str, VariantResult] = field(default_factory=dict)
+
+    def images_per_second(self, variant: str) -> float:
+        """batch / median call time."""
+        return 1e3 * self.batch_size / self.results[variant].median_ms
+
+    def to_dict(self) -> dict:
+        """JSON-ready: the fields plus each variant's median/min/max ms and images/s (None where not measured)."""
+        out = asdict(self)
+        for name, result in self.results.items():
+            measured = bool(result.call_seconds)
+            out["results"][name].update(
+                median_ms=result.median_ms if measured else None, min_ms=result.min_ms if measured else None,
+                max_ms=result.max_ms if measured else None,
+                images_per_second=self.images_per_second(name) if measured else None)
+        return out
+
+
+class VariantUnavailable(Exception):
+    """A variant that cannot run here; the message is the reason, ``status`` "skipped" (a missing package)
+    or "failed" (an export or compile error)."""
+
+    def __init__(self, reason: str, status: str = "failed"):
+        super().__init__(reason)
+        self.status = status
+
+
+# ---- building the variants: each returns a no-argument callable giving float32 logits as a torch tensor ----
+def _randomize_batchnorm(model: nn.Module, generator: torch.Generator) -> None:
+    """Give every BN non-trivial statistics and affine parameters: a fresh BN is almost the identity, which
+    would let a wrong folding pass the logits check."""
+    from resnetlab.models.fusion import BATCH_NORMS
+
+    with torch.no_grad():
+        for module in model.modules():
+            if isinstance(module, BATCH_NORMS) and module.running_mean is not None:
+                n = module.num_features
+                module.running_mean.copy_(0.1 * torch.randn(n, generator=generator))
+                module.running_var.copy_(0.5 + torch.rand(n, generator=generator))
+                if module.weight is not None:
+                    module.weight.copy_(0.5 + torch.rand(n, generator=generator))
+                    module.bias.copy_(0.1 * torch.randn(n, generator=generator))
+
+
+def _build_torch(eager: nn.Module, images: torch.Tensor, variant: str) -> Callable[[], torch.Tensor]:
+    if variant == "eager":
+        return lambda: eager(images)
+    model = copy.deepcopy(eager).fuse_for_inference()
+    if variant == "folded":
+        return lambda: model(images)
+    # The input is converted once, outside the timing: a channels-last pipeline would produce NHWC images.
+    model = model.to(memory_format=torch.channels_last)
+    images_nhwc = images.contiguous(memory_format=torch.channels_last)
+    if variant == "folded_channels_last":
+        return lambda: model(images_nhwc)
+    if variant == "folded_channels_last_compiled":
+        return _build_compiled(model, images_nhwc)
+    raise ValueError(f"unknown variant {variant!r}; known: {', '.join(VARIANTS)}")
+
+
+def _build_compiled(model: nn.Module, images: torch.Tensor) -> Callable[[], torch.Tensor]:
+    """Compile with inductor freezing; the compile happens at the first call, which must therefore run inside
+    the config patch (the compiled graph is kept and no guard depends on the config, so later calls need not)."""
+    import torch._inductor.config as inductor_config
+
+    torch._dynamo.reset()  # a fresh dynamo cache: no graph from an earlier model is reused
+    compiled = torch.compile(model)
+    try:
+        with inductor_config.patch(freezing=True), _quiet():
+            compiled(images)
+    except Exception as error:  # noqa: BLE001 (any compile failure: report it and go on without this variant)
+        raise VariantUnavailable(f"compile failed: {_one_line(error)}") from None
+    return lambda: compiled(images)
+
+
+def _build_onnxruntime(folded: nn.Module, images: torch.Tensor, directory: str) -> Callable[[], torch.Tensor]:
+    try:
+        import onnxruntime
+        import onnxscript  # noqa: F401  (the dynamo exporter needs it)
+    except ImportError as error:
+        raise VariantUnavailable(f"onnxruntime/onnxscript not importable ({error}); pip install -e '.[onnx]'",
+                                 "skipped") from None
+    path = os.path.join(directory, "model.onnx")
+    try:
+        with _quiet():
+            torch.onnx.export(folded, (images,), path, input_names=["images"], output_names=["logits"],
+                              dynamic_shapes={"x": {0: torch.export.Dim("batch")}}, dynamo=True,
+                              verbose=False)
+    except Exception as error:  # noqa: BLE001
+        raise VariantUnavailable(f"ONNX export failed: {_one_line(error)}") from None
+    options = onnxruntime.SessionOptions()
+    options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.intra_op_num_threads = torch.get_num_threads()  # same thread count as PyTorch
+    # ORT's idle threads otherwise spin for a while after each call, taking the cores from whatever runs next
+    # (the next variant of an interleaved round); PyTorch's OpenMP threads do not.
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    session = onnxruntime.InferenceSession(path, options, providers=["CPUExecutionProvider"])
+    feed = {"images": images.numpy()}
+    return lambda: torch.from_numpy(session.run(None, feed)[0])
+
+
+@contextlib.contextmanager
+def _quiet():
+    """Silence the exporter's and compiler's warnings (deprecations, missing torchvision ops)."""
+    logger = logging.getLogger("torch.onnx")
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        logger.setLevel(level)
+
+
+def _one_line(error: BaseException) -> str:
+    lines = str(error).strip().splitlines()
+    return f"{type(error).__name__}: {lines[0] if lines else ''}"[:300]
+
+
+# ---- measuring ----
+def measure_inference(model_name: str, image_size: int, batch_size: int, rounds: int = 5, calls_per_round: int = 5,
+                      variants: Sequence[str] = VARIANTS, warmup_calls: int = 2, seed: int = 0,
+                      **model_options) -> InferenceBenchmark:
+    """Time ``variants`` of the registered model ``model_name`` on a random float32 batch of
+    ``batch_size`` x 3 x ``image_size`` x ``image_size`` images; check each variant's logits against eager's.
+
+    A variant that cannot run (onnxruntime missing, compile failure) is reported with status "skipped" or
+    "failed" and a one-line reason; the others are measured.
+    """
+    from resnetlab.models import create_model
+
+    unknown = [v for v in variants if v not in VARIANTS]
+    if unknown:
+        raise ValueError(f"unknown variants {unknown}; known: {', '.join(VARIANTS)}")
+    generator = torch.Generator().manual_seed(seed)
+    torch.manual_seed(seed)
+    eager = create_model(model_name, **model_options).eval()
+    _randomize_batchnorm(eager, generator)
+    images = torch.randn(batch_size, 3, image_size, image_size, generator=generator)
+    bench = InferenceBenchmark(model_name, image_size, batch_size, rounds, calls_per_round, warmup_calls,
+                               torch.get_num_threads())
+    runners: dict[str, Callable[[], torch.Tensor]] = {}
+    with torch.inference_mode(), tempfile.TemporaryDirectory(prefix="resnetlab-onnx-") as directory:
+        reference = eager(images)
+        for variant in variants:
+            result = bench.results[variant] = VariantResult(variant)
+            start = time.perf_counter()
+            try:
+                if variant == "onnxruntime":
+                    runner = _build_onnxruntime(copy.deepcopy(eager).fuse_for_inference(), images, directory)
+                else:
+                    runner = _build_torch(eager, images, variant)
+                logits = runner()  # the compile happens here (in _build_compiled) or at this first call
+            except VariantUnavailable as unavailable:
+                result.status, result.reason = unavailable.status, str(unavailable)
+                continue
+            result.setup_seconds = time.perf_counter() - start
+            result.max_abs_diff = (logits.float() - reference).abs().max().item()
+            result.rel_diff = result.max_abs_diff / reference.abs().max().item()
+            for _ in range(max(warmup_calls - 1, 0)):  # the call above was the first warm-up call
+                runner()
+            runners[variant] = runner
+        for _ in range(rounds):  # interleaved: each variant in turn, calls_per_round calls each
+            for variant, runner in runners.items():
+                for _ in range(calls_per_round):
+                    start = time.perf_counter()
+                    runner()
+                    bench.results[variant].call_seconds.append(time.perf_counter() - start)
+    return bench
+
+
+def describe_machine() -> dict:
+    """The machine and software a benchmark ran on: CPU, cores, threads, torch and onnxruntime versions, date."""
+    from resnetlab.training.environment import describe_environment
+
+    info = describe_environment()
+    try:
+        import onnxruntime
+
+        info["onnxruntime"] = onnxruntime.__version__
+    except ImportError:
+        info["onnxruntime"] = None
+    info["date"] = datetime.datetime.now().astimezone().isoformat(timespec="seconds")
+    return info
+
+
+_SHORT = {"eager": "eager", "onnxruntime": "ORT"}  # column titles of the ratio columns
+
+
+def format_table(bench: InferenceBenchmark, baselines: Sequence[str] = ("eager", "onnxruntime")) -> str:
+    """A text table of ``bench``: time per call (ms), images/s, speed relative to each baseline
+    (baseline median / variant median, so > 1 means faster than the baseline), logits differences, setup time."""
+    baselines = [b for b in baselines if b in bench.results and bench.results[b].call_seconds]
+    header = (f"{'variant':<30} {'median ms':>10} {'min ms':>9} {'max ms':>9} {'images/s':>9} "
+              + "".join(f"{'vs ' + _SHORT.get(b, b):>9}" for b in baselines)
+              + f" {'max|diff|':>9} {'rel diff':>9} {'setup s':>8}")
+    lines = [f"{bench.model} {bench.image_size}x{bench.image_size}, batch {bench.batch_size}, {bench.threads} threads, "
+             f"{bench.rounds} rounds x {bench.calls_per_round} calls (after {bench.warmup_calls} warm-up)",
+             header, "-" * len(header)]
+    for name, result in bench.results.items():
+        if not result.call_seconds:
+            lines.append(f"{name:<30} {result.status}: {result.reason}")
+            continue
+        ratios = "".join(f"{bench.results[b].median_ms / result.median_ms:>9.2f}" for b in baselines)
+        lines.append(f"{name:<30} {result.median_ms:>10.2f} {result.min_ms:>9.2f} {result.max_ms:>9.2f} "
+                     f"{bench.images_per_second(name):>9.1f}{ratios} {result.max_abs_diff:>9.1e} "
+                     f"{result.rel_diff:>9.1e} {result.setup_seconds:>8.2f}")
+    return "\n".join(lines)

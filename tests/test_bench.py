@@ -1,0 +1,88 @@
+"""`resnetlab bench` and the training-speed machinery behind benchmarks/: the figures are computed, printed and
+saved with their units right (the speeds themselves are measured by the benchmarks, never asserted here)."""
+
+import json
+import math
+
+import pytest
+
+from resnetlab.bench.training import (
+    REFERENCE,
+    TRAIN_FLOPS_PER_MULTIPLY_ADD,
+    BenchError,
+    TrainSetup,
+    compare_training,
+    measure_training_steps,
+    resnetlab_setup,
+    run_isolated,
+)
+from resnetlab.cli import main
+from resnetlab.models.complexity import build_on_meta, count_multiply_adds
+
+
+def test_measure_training_steps_times_every_step_and_reports_memory():
+    result = measure_training_steps("resnet20", vars(resnetlab_setup()), batch_size=4, image_size=8, steps=3,
+                                    warmup_steps=1)
+    assert len(result["step_seconds"]) == 3 and all(s > 0 for s in result["step_seconds"])
+    assert result["peak_resident_bytes"] >= result["resident_before_bytes"] > 0
+    assert result["compile_failure"] is None
+
+
+def test_stochastic_depth_setup_draws_new_gates_every_step():
+    setup = resnetlab_setup(stochastic_depth={"p_last": 0.2})
+    assert setup.model_options == {"stochastic_depth": {"p_last": 0.2}}
+    result = measure_training_steps("resnet20", vars(setup), batch_size=4, image_size=8, steps=2, warmup_steps=0)
+    assert len(result["step_seconds"]) == 2
+
+
+def test_comparison_puts_the_reference_first_and_derives_gflops_from_multiply_adds():
+    setups = [REFERENCE, TrainSetup("channels_last only", channels_last=True)]
+    comparison = compare_training("resnet20", setups, batch_size=4, image_size=8, rounds=2, steps=2,
+                                  warmup_steps=1, augmentation=True)
+    expected_macs = count_multiply_adds(build_on_meta("resnet20"), 8)
+    assert comparison.multiply_adds_per_image == expected_macs
+    rows = comparison.to_dict()["setups"]
+    assert [row["label"] for row in rows] == [s.label for s in setups]
+    assert len(rows[0]["step_seconds"]) == 4  # 2 rounds x 2 steps, one process per round
+    assert rows[0]["speedup_vs_first"] == 1.0
+    for row in rows:
+        flops = TRAIN_FLOPS_PER_MULTIPLY_ADD * expected_macs * 4 / row["median_step_seconds"]
+        assert math.isclose(row["gflops"], flops / 1e9)
+        assert math.isclose(row["fraction_of_matmul_peak"], row["gflops"] / comparison.matmul["median"])
+        assert row["images_per_second_min"] <= row["images_per_second"] <= row["images_per_second_max"]
+    assert comparison.matmul["min"] <= comparison.matmul["median"] <= comparison.matmul["max"]
+    assert len(comparison.augment_batch_seconds) == 2 * 20  # 2 rounds x 20 batches each
+
+
+def test_a_failing_measurement_process_is_one_clear_error():
+    with pytest.raises(BenchError, match="unknown model|no model"):
+        run_isolated("train", model="resnet21", setup=vars(REFERENCE), batch_size=2, image_size=8, steps=1)
+
+
+def test_bench_command_prints_speed_gflops_peak_fraction_and_memory(tmp_path, capsys):
+    out = tmp_path / "bench.json"
+    code = main(["bench", "resnet20", "--batch", "4", "--image-size", "8", "--rounds", "1", "--steps", "2",
+                 "--json", str(out)])
+    printed = capsys.readouterr().out
+    assert code == 0
+    assert "machine:" in printed and "matmul peak" in printed
+    for column in ("img/s", "GFLOP/s", "%peak", "peak MiB"):
+        assert column in printed
+    assert "reference (eager NCHW fp32)" in printed and "resnetlab (channels_last" in printed
+    saved = json.loads(out.read_text())
+    assert saved["setups"][1]["setup"]["channels_last"] is True and saved["setups"][0]["setup"]["foreach"] is None
+
+
+def test_bench_infer_compares_eager_with_the_folded_model(capsys):
+    code = main(["bench", "resnet20", "--infer", "--batch", "2", "--rounds", "1", "--steps", "1"])
+    printed = capsys.readouterr().out
+    assert code == 0
+    assert "folded_channels_last" in printed and "GFLOP/s" in printed and "of the matmul peak" in printed
+
+
+def test_bench_rejects_bad_input_in_one_line(capsys):
+    assert main(["bench", "resnet21"]) == 2
+    assert main(["bench", "resnet20", "--batch", "1"]) == 2
+    errors = capsys.readouterr().err.strip().splitlines()
+    assert len(errors) == 2 and all(line.startswith("resnetlab: error:") for line in errors)
+    assert "--batch" in errors[1]
