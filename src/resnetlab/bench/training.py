@@ -335,11 +335,11 @@ def format_comparison(comparison: TrainingComparison) -> str:
              f"{c.multiply_adds_per_image / 1e6:.1f} M multiply-adds per image; "
              f"matmul peak {c.matmul['median']:.0f} GFLOP/s (min {c.matmul['min']:.0f}, max {c.matmul['max']:.0f}, "
              f"{c.matmul['size']}x{c.matmul['size']} float32 torch.mm)",
-             f"{'setup':<44} {'img/s':>7} {'(min-max)':>13} {'GFLOP/s':>8} {'%peak':>6} {'speed-up':>8} "
+             f"{'setup':<50} {'img/s':>7} {'(min-max)':>13} {'GFLOP/s':>8} {'%peak':>6} {'speed-up':>8} "
              f"{'warm-up s':>9} {'peak MiB':>9}"]
     for s in c.setups:
         lines.append(
-            f"{s.label[:44]:<44} {c.images_per_second(s):>7.0f} "
+            f"{s.label[:50]:<50} {c.images_per_second(s):>7.0f} "
             f"{c.images_per_second(s, 'max'):>6.0f}-{c.images_per_second(s, 'min'):<6.0f} {c.gflops(s):>8.1f} "
             f"{100 * c.gflops(s) / c.matmul['median']:>5.0f}% {c.setups[0].median_step / s.median_step:>7.2f}x "
             f"{statistics.median(s.warmup_seconds):>9.1f} {s.peak_resident_bytes / 2**20:>9.0f}")
