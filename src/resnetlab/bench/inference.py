@@ -35,6 +35,8 @@ from dataclasses import asdict, dataclass, field
 import torch
 from torch import nn
 
+from resnetlab.training.performance import describe_error
+
 VARIANTS = ("eager", "folded", "folded_channels_last", "folded_channels_last_compiled", "onnxruntime")
 
 
@@ -145,7 +147,7 @@ def _build_compiled(model: nn.Module, images: torch.Tensor) -> Callable[[], torc
         with inductor_config.patch(freezing=True), _quiet():
             compiled(images)
     except Exception as error:  # noqa: BLE001 (any compile failure: report it and go on without this variant)
-        raise VariantUnavailable(f"compile failed: {_one_line(error)}") from None
+        raise VariantUnavailable(f"compile failed: {describe_error(error)[:300]}") from None
     return lambda: compiled(images)
 
 
@@ -163,7 +165,7 @@ def _build_onnxruntime(folded: nn.Module, images: torch.Tensor, directory: str) 
                               dynamic_shapes={"x": {0: torch.export.Dim("batch")}}, dynamo=True,
                               verbose=False)
     except Exception as error:  # noqa: BLE001
-        raise VariantUnavailable(f"ONNX export failed: {_one_line(error)}") from None
+        raise VariantUnavailable(f"ONNX export failed: {describe_error(error)[:300]}") from None
     options = onnxruntime.SessionOptions()
     options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_ALL
     options.intra_op_num_threads = torch.get_num_threads()  # same thread count as PyTorch
@@ -187,11 +189,6 @@ def _quiet():
             yield
     finally:
         logger.setLevel(level)
-
-
-def _one_line(error: BaseException) -> str:
-    lines = str(error).strip().splitlines()
-    return f"{type(error).__name__}: {lines[0] if lines else ''}"[:300]
 
 
 # ---- measuring ----

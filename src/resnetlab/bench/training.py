@@ -23,6 +23,7 @@ import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 
 import torch
@@ -86,6 +87,39 @@ def matmul_gflops(size: int = MATMUL_SIZE, repeats: int = 10) -> dict:
             "max": flops / min(seconds) / 1e9, "seconds": seconds}
 
 
+def build_training_step(model: str, setup: TrainSetup, batch_size: int, image_size: int, num_classes: int = 10,
+                        seed: int = 0, compile_failures: list[str] | None = None) -> Callable[[int], None]:
+    """One setup's training step on a fixed random batch, as a function of the step index (the index seeds
+    the stochastic-depth gates, a fresh draw per step as in training). Compile failures go to
+    ``compile_failures``; the step then runs eagerly."""
+    from resnetlab.layers.stochastic_depth import set_gate_generator
+    from resnetlab.models import create_model
+    from resnetlab.training.performance import memory_format, prepare_forward, tune_allocator
+
+    torch.manual_seed(seed)
+    if setup.tune_allocator:
+        tune_allocator()
+    net = create_model(model, num_classes=num_classes, **setup.model_options).train()
+    gates = torch.Generator()
+    set_gate_generator(net, gates)
+    log = compile_failures.append if compile_failures is not None else print
+    forward = prepare_forward(net, channels_last=setup.channels_last, compile=setup.compile, log=log)
+    optimizer = torch.optim.SGD(net.parameters(), lr=0.1, momentum=0.9, weight_decay=1e-4, foreach=setup.foreach)
+    generator = torch.Generator().manual_seed(seed)
+    images = torch.randn(batch_size, 3, image_size, image_size, generator=generator)
+    images = images.contiguous(memory_format=memory_format(setup.channels_last))
+    labels = torch.randint(0, num_classes, (batch_size,), generator=generator)
+
+    def step(index: int) -> None:
+        gates.manual_seed(seed * 1_000_003 + index)
+        loss = F.cross_entropy(forward(images), labels)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+
+    return step
+
+
 def measure_training_steps(model: str, setup: dict, batch_size: int, image_size: int, steps: int,
                            warmup_steps: int = 2, num_classes: int = 10, seed: int = 0) -> dict:
     """Time ``steps`` training steps of one setup (after ``warmup_steps``) in this process.
@@ -93,33 +127,8 @@ def measure_training_steps(model: str, setup: dict, batch_size: int, image_size:
     Returns the seconds of every timed step, the warm-up seconds (the compile time when compiling), and the
     memory: the resident set before the first step and its peak over the whole process.
     """
-    from resnetlab.layers.stochastic_depth import set_gate_generator
-    from resnetlab.models import create_model
-    from resnetlab.training.performance import memory_format, prepare_forward, tune_allocator
-
-    setup = TrainSetup(**setup)
-    torch.manual_seed(seed)
-    if setup.tune_allocator:
-        tune_allocator()
-    net = create_model(model, num_classes=num_classes, **setup.model_options)
-    gates = torch.Generator()
-    set_gate_generator(net, gates)
     failures: list[str] = []
-    forward = prepare_forward(net, channels_last=setup.channels_last, compile=setup.compile, log=failures.append)
-    optimizer = torch.optim.SGD(net.parameters(), lr=0.1, momentum=0.9, weight_decay=1e-4, foreach=setup.foreach)
-    generator = torch.Generator().manual_seed(seed)
-    images = torch.randn(batch_size, 3, image_size, image_size, generator=generator)
-    images = images.contiguous(memory_format=memory_format(setup.channels_last))
-    labels = torch.randint(0, num_classes, (batch_size,), generator=generator)
-    net.train()
-
-    def step(index: int) -> None:
-        gates.manual_seed(seed * 1_000_003 + index)  # a fresh stochastic-depth draw per step, as in training
-        loss = F.cross_entropy(forward(images), labels)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-
+    step = build_training_step(model, TrainSetup(**setup), batch_size, image_size, num_classes, seed, failures)
     resident_before = _resident_bytes()
     start = time.perf_counter()
     for index in range(warmup_steps):
@@ -172,35 +181,17 @@ def profile_training_step(model: str, setup: dict, batch_size: int, image_size: 
                           num_classes: int = 10, seed: int = 0) -> dict:
     """Self time per operator group (seconds per step) of eager training steps, from `torch.profiler`.
 
-    Compiled graphs show up as one opaque group ("other"), so profile eager setups.
+    Compiled graphs show up as one opaque group ("other"), so the setup is run eagerly.
     """
     from torch.profiler import ProfilerActivity, profile
 
-    from resnetlab.models import create_model
-    from resnetlab.training.performance import memory_format, prepare_forward, tune_allocator
-
-    setup = TrainSetup(**setup)
-    torch.manual_seed(seed)
-    if setup.tune_allocator:
-        tune_allocator()
-    net = create_model(model, num_classes=num_classes, **setup.model_options).train()
-    forward = prepare_forward(net, channels_last=setup.channels_last, compile=False)
-    optimizer = torch.optim.SGD(net.parameters(), lr=0.1, momentum=0.9, weight_decay=1e-4, foreach=setup.foreach)
-    images = torch.randn(batch_size, 3, image_size, image_size).contiguous(
-        memory_format=memory_format(setup.channels_last))
-    labels = torch.randint(0, num_classes, (batch_size,))
-
-    def step() -> None:
-        loss = F.cross_entropy(forward(images), labels)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-
-    for _ in range(2):
-        step()
+    eager = TrainSetup(**{**setup, "compile": False})
+    step = build_training_step(model, eager, batch_size, image_size, num_classes, seed)
+    for index in range(2):
+        step(index)
     with profile(activities=[ProfilerActivity.CPU]) as profiler:
-        for _ in range(steps):
-            step()
+        for index in range(2, 2 + steps):
+            step(index)
     seconds = {group: 0.0 for group in (*OPERATOR_GROUPS, "other")}
     for event in profiler.key_averages():
         group = next((g for g, names in OPERATOR_GROUPS.items() if event.key in names), "other")

@@ -103,13 +103,13 @@ class CompiledForward:
             try:
                 return self.compiled(*args, **kwargs)
             except Exception as error:  # noqa: BLE001 - any compiler failure means: run eagerly
-                self.failure = _root_cause(error)
+                self.failure = describe_error(error)
                 self.log(f"torch.compile failed ({self.failure[:200]}); continuing in eager mode")
         return self.model(*args, **kwargs)
 
 
-def _root_cause(error: BaseException) -> str:
-    """``Type: first line`` of the innermost cause (dynamo wraps a backend's error in its own)."""
+def describe_error(error: BaseException) -> str:
+    """``Type: first line`` of the innermost cause (dynamo and the exporters wrap the real error in their own)."""
     while (inner := getattr(error, "inner_exception", None) or error.__cause__) is not None:
         error = inner
     first_line = (str(error).strip().splitlines() or [""])[0]
