@@ -1,4 +1,5 @@
-"""The ``resnetlab`` command line: ``train``, ``eval``, ``predict``, ``models``, ``info`` and ``bench``.
+"""The ``resnetlab`` command line: ``train``, ``eval``, ``predict``, ``models``, ``info``, ``bench``,
+``reproduce`` and ``report``.
 
 Errors a user can fix (unknown names, bad config values, missing or corrupt files, a diverged loss) print one
 line and exit non-zero; ``--debug`` shows the traceback instead. An interrupted run writes a checkpoint at
@@ -47,7 +48,7 @@ def cmd_models(args: argparse.Namespace) -> int:
 
 
 def cmd_info(args: argparse.Namespace) -> int:
-    from resnetlab.models import get_model_spec
+    from resnetlab.models import ResNet, get_model_spec
     from resnetlab.models.complexity import build_on_meta, count_parameters, count_weight_parameters, stage_table
     from resnetlab.models.stats_cache import cached_model_stats
 
@@ -57,12 +58,15 @@ def cmd_info(args: argparse.Namespace) -> int:
     print(f"{spec.name}: {spec.description} ({spec.paper})")
     print(f"depth {spec.depth}, {count_parameters(model):,} parameters "
           f"({count_weight_parameters(model):,} in conv and fc weights), input {size}x{size}")
-    print(f"\n{'stage':<8} {'output':>14} {'units':>6}  {'layout':<40} {'params':>10}")
-    for row in stage_table(model, size):
-        shape = "x".join(str(d) for d in row.output_shape)
-        units = str(row.units) if row.units else "-"
-        layout = f"[{row.layout}] x {row.units}" if row.units else row.layout
-        print(f"{row.name:<8} {shape:>14} {units:>6}  {layout:<40} {row.parameters:>10,}")
+    if isinstance(model, ResNet):  # the stage table reads a ResNet's stem, stages and head
+        print(f"\n{'stage':<8} {'output':>14} {'units':>6}  {'layout':<40} {'params':>10}")
+        for row in stage_table(model, size):
+            shape = "x".join(str(d) for d in row.output_shape)
+            units = str(row.units) if row.units else "-"
+            layout = f"[{row.layout}] x {row.units}" if row.units else row.layout
+            print(f"{row.name:<8} {shape:>14} {units:>6}  {layout:<40} {row.parameters:>10,}")
+    else:
+        print(f"(no stage table: {type(model).__name__} is not a ResNet)")
     (stats,) = cached_model_stats([args.name]) if size == spec.input_size else [None]
     if stats is not None:
         print(f"\n{stats.multiply_adds / 1e9:.3f} G multiply-adds per {size}x{size} image")
@@ -198,6 +202,59 @@ def cmd_predict(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_reproduce(args: argparse.Namespace) -> int:
+    from resnetlab.reproduce.experiment import get_experiment, list_experiments
+    from resnetlab.reproduce.runner import command_line, reproduce
+
+    if args.list:
+        return _list_experiments(list_experiments())
+    if args.experiment is None:
+        raise ValueError("name an experiment, e.g. `resnetlab reproduce degradation --budget smoke`; "
+                         "`resnetlab reproduce --list` shows them")
+    names = [e.name for e in list_experiments()] if args.experiment == "all" else [args.experiment]
+    from resnetlab.training.trainer import TrainingInterrupted
+
+    for name in names:
+        experiment = get_experiment(name)
+        try:
+            report_dir = reproduce(experiment, args.budget, seeds=args.seeds, data=args.data, out_dir=args.out,
+                                   device=args.device, progress=args.progress, command=command_line())
+        except TrainingInterrupted as stop:
+            print(f"resnetlab: interrupted ({stop}); finished runs are kept and the current one has a checkpoint: "
+                  "run the same command again to continue", file=sys.stderr)
+            return EXIT_INTERRUPTED
+        print(f"report: {report_dir / 'report.md'} (and report.html, results.json, figures)")
+    return 0
+
+
+def _list_experiments(experiments) -> int:
+    from resnetlab.reproduce.budgets import BUDGET_NAMES
+
+    print(f"{'experiment':<22} {'budget':<7} {'rows':>4} {'seeds':>5}  length per run")
+    for experiment in experiments:
+        for budget in BUDGET_NAMES:
+            plan = experiment.plans[budget]
+            length = f"{plan.iterations} iterations" if plan.iterations else "the paper's recipe"
+            if plan.substitute:
+                length += " (" + ", ".join(f"{a} run as {b}" for a, b in plan.substitute) + ")"
+            name = experiment.name if budget == BUDGET_NAMES[0] else ""
+            print(f"{name:<22} {budget:<7} {len(experiment.rows_for(budget)):>4} {plan.seeds:>5}  {length}")
+    print("smoke: seconds per experiment on built-in synthetic data (the tests run it); cpu: a shortened "
+          "schedule, up to about an hour on 2 cores; paper: the full recipes")
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from resnetlab.reproduce.runner import rebuild
+
+    if args.out and len(args.runs) > 1:
+        raise ValueError("--out takes one report folder; rebuild several in place, or one at a time")
+    for source in args.runs:
+        report_dir = rebuild(source, args.out)
+        print(f"report: {report_dir / 'report.md'}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="resnetlab", description="Deep residual networks of four papers, "
                                      "built exactly, trained and measured.")
@@ -249,6 +306,25 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--steps", type=int, default=5, help="timed steps (or calls) per round (default: 5)")
     bench.add_argument("--json", metavar="PATH", help="also write the figures as JSON")
     bench.set_defaults(handler=cmd_bench)
+    reproduce = sub.add_parser("reproduce", help="run a paper's experiment and write its report beside the paper's "
+                               "numbers", description="Train every row of an experiment (resuming finished and "
+                               "interrupted runs), then write a Markdown/HTML report with figures.")
+    reproduce.add_argument("experiment", nargs="?", help="an experiment from --list, or 'all'")
+    reproduce.add_argument("--list", action="store_true", help="list the experiments and their budgets")
+    reproduce.add_argument("--budget", choices=("smoke", "cpu", "paper"), default="smoke",
+                           help="smoke: seconds, synthetic data; cpu: about an hour; paper: the full recipes")
+    reproduce.add_argument("--seeds", type=int, default=None, help="runs per row (default: the budget's)")
+    reproduce.add_argument("--data", metavar="PATH", default=None, help="a CIFAR-10 folder, an image folder "
+                           "with train/ and test/ (e.g. the CIFAR-10 JPEG copy), or 'synthetic' (default: "
+                           "synthetic for smoke, the recipes' data/ otherwise)")
+    reproduce.add_argument("--out", default="runs/reproduce", help="where runs and reports go (default: %(default)s)")
+    reproduce.add_argument("--device", default="cpu")
+    reproduce.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None)
+    reproduce.set_defaults(handler=cmd_reproduce)
+    report = sub.add_parser("report", help="rebuild a reproduction's report from its run records")
+    report.add_argument("runs", nargs="+", metavar="REPORT_DIR", help="folders written by `resnetlab reproduce`")
+    report.add_argument("--out", default=None, help="copy the records there and build the report in the copy")
+    report.set_defaults(handler=cmd_report)
     return parser
 
 

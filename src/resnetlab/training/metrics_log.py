@@ -1,4 +1,6 @@
-"""Per-epoch metrics: one JSON line per epoch in ``metrics.jsonl`` and the same scalars in TensorBoard."""
+"""Per-epoch metrics: one JSON line per epoch in ``metrics.jsonl`` and the same scalars in TensorBoard.
+
+The same class keeps other iteration-stamped logs (``filename``), e.g. the training curve of `probes`."""
 
 from __future__ import annotations
 
@@ -12,8 +14,9 @@ METRICS_FILE = "metrics.jsonl"
 class MetricsLog:
     """Appends epoch records; on resume, drops records written after the checkpoint being resumed."""
 
-    def __init__(self, run_dir: str | Path, resume_after_iteration: int | None = None, tensorboard: bool = True):
-        self.path = Path(run_dir) / METRICS_FILE
+    def __init__(self, run_dir: str | Path, resume_after_iteration: int | None = None, tensorboard: bool = True,
+                 filename: str = METRICS_FILE):
+        self.path = Path(run_dir) / filename
         self.records: list[dict] = []
         if resume_after_iteration is not None and self.path.exists():
             kept = [r for r in read_metrics(self.path) if r["iteration"] <= resume_after_iteration]

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import torch
@@ -20,6 +21,7 @@ from resnetlab.training.checkpoint import BEST_CHECKPOINT, LAST_CHECKPOINT, load
 from resnetlab.training.environment import describe_environment
 from resnetlab.training.metrics_log import MetricsLog
 from resnetlab.training.plots import plot_error_curves
+from resnetlab.training.probes import Probe
 from resnetlab.training.trainer import (
     Run,
     StopFlag,
@@ -36,9 +38,9 @@ SUMMARY_FILE = "summary.json"
 CURVES_FILE = "error_curves.png"
 
 
-def new_run_dir(config: Config) -> Path:
+def new_run_dir(config: Config, run_dir: str | Path | None = None) -> Path:
     name = config.run.name or f"{config.model.name}-{config.data.name}-{time.strftime('%Y%m%d-%H%M%S')}"
-    run_dir = Path(config.run.out_dir) / name
+    run_dir = Path(run_dir) if run_dir is not None else Path(config.run.out_dir) / name
     if (run_dir / LAST_CHECKPOINT).exists():
         raise FileExistsError(f"run folder {run_dir} already holds a run; resume it with --resume {run_dir} "
                               "or choose another run.name")
@@ -90,8 +92,12 @@ def _summary(run: Run, records: list[dict], run_dir: Path) -> dict:
 
 
 def train(config: Config | None = None, *, resume: str | Path | None = None, device: str = "cpu",
-          progress: bool | None = None, stop_at_iteration: int | None = None, log=print) -> dict:
+          progress: bool | None = None, stop_at_iteration: int | None = None, log=print,
+          run_dir: str | Path | None = None, probes: Sequence[Probe] = ()) -> dict:
     """Train a new run from ``config``, or continue the run folder ``resume``; returns the summary.
+
+    ``run_dir`` names the new run's folder (default: from ``config.run``); ``probes`` measure during training
+    (`resnetlab.training.probes`).
 
     Raises `TrainingInterrupted` after writing a checkpoint at the exact position (SIGINT/SIGTERM or
     ``stop_at_iteration``), and `TrainingDiverged` on a NaN/inf loss (the last checkpoint stays as it was).
@@ -106,7 +112,7 @@ def train(config: Config | None = None, *, resume: str | Path | None = None, dev
         log(f"resuming {run_dir} at iteration {run.state.iteration} (epoch {run.state.epoch + 1})")
     else:
         config = config or Config()
-        run_dir = new_run_dir(config)
+        run_dir = new_run_dir(config, run_dir)
         save_config(config, run_dir / "config.yaml")
         (run_dir / "environment.json").write_text(json.dumps(describe_environment(config.train.seed), indent=2))
         run = build_run(config, device, log)
@@ -115,14 +121,22 @@ def train(config: Config | None = None, *, resume: str | Path | None = None, dev
             f"{run.data.split_sizes['test']} test images), {run.total_iterations} iterations of batch {config.train.batch_size}")
     if run.data.skipped:
         log(f"skipped {len(run.data.skipped)} unreadable images (data.skip_bad=true), first: {run.data.skipped[0][0]}")
-    metrics = MetricsLog(run_dir, resume_after_iteration=run.state.iteration if resume is not None else None)
+    resumed_at = run.state.iteration if resume is not None else None
+    metrics = MetricsLog(run_dir, resume_after_iteration=resumed_at)
+    for probe in probes:
+        probe.start(run, run_dir, resumed_at)
+
+    def after_step(state, loss: float, batch_error: float) -> None:
+        bar.update(1)
+        for probe in probes:
+            probe.after_step(run, loss, batch_error)
+
     bar = _progress_bar(run, progress)
     try:
         with StopFlag() as stop:
             while run.state.iteration < run.total_iterations:
                 try:
-                    record = train_one_epoch(run, stop, on_step=lambda s, loss, lr: bar.update(1),
-                                             stop_at_iteration=stop_at_iteration)
+                    record = train_one_epoch(run, stop, on_step=after_step, stop_at_iteration=stop_at_iteration)
                 except TrainingInterrupted as stopped:
                     save_checkpoint(checkpoint_state(run), run_dir / LAST_CHECKPOINT)
                     stopped.run_dir = run_dir
@@ -146,6 +160,8 @@ def train(config: Config | None = None, *, resume: str | Path | None = None, dev
     finally:
         bar.close()
         metrics.close()
+        for probe in probes:
+            probe.close()
     return _summary(run, metrics.records, run_dir)
 
 

@@ -210,7 +210,7 @@ def train_one_epoch(run: Run, stop: StopFlag, on_step=None, stop_at_iteration: i
         state.iteration += 1
         state.batch += 1
         if on_step is not None:
-            on_step(state, loss_value, lr)
+            on_step(state, loss_value, batch_wrong / len(labels))
         if state.iteration >= run.total_iterations:
             break
         if stop.raised or (stop_at_iteration is not None and state.iteration >= stop_at_iteration):

@@ -1,0 +1,77 @@
+"""Budgets: how much of a paper's recipe a reproduction runs, as pure functions of the recipe.
+
+``paper`` runs each recipe in ``configs/`` as it is. ``cpu`` and ``smoke`` compress it in time: the run stops
+after a fixed number of iterations, and every milestone of the learning-rate schedule (and a fixed-length
+warm-up) moves by the same factor, so the shortened run keeps the recipe's shape (lr 0.1, /10 at 50% and 75%
+of training for the ResNet paper's CIFAR recipe). ``smoke`` also swaps in a tiny built-in synthetic data set so
+every experiment runs end to end in seconds (the test suite runs them all).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from resnetlab.config import Config
+from resnetlab.data.errors import DataError
+
+BUDGET_NAMES = ("smoke", "cpu", "paper")
+
+# The smoke budget's data: 256 training images (64 held out for validation) and 64 test images of the built-in
+# texture classes; tiny enough that a 1001-layer net runs its few steps in seconds.
+SMOKE_DATA = ("data.name=synthetic", "data.synthetic_train_size=256", "data.synthetic_test_size=64",
+              "data.validation_size=64", "data.augment=true")
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What one budget of one experiment runs."""
+
+    iterations: int | None  # per run; None: the recipe's own length (the paper budget)
+    seeds: int = 1  # runs per row unless --seeds says otherwise
+    batch_size: int | None = None  # None: the recipe's (smoke shrinks it so deep nets stay fast)
+    curve_every: int = 50  # iterations between training-curve records (`TrainingCurve`)
+    eval_images: int = 0  # held-out images evaluated at each curve record (0: training statistics only)
+    eval_split: str = "test"
+    compile: bool | None = None  # None: the trainer's rule (compile runs of >= 1000 iterations)
+    rows: tuple[str, ...] | None = None  # labels of the rows this budget runs; None: every row
+    substitute: tuple[tuple[str, str], ...] = ()  # (model in the recipe, model run instead), for cheap budgets
+    note: str = ""  # why this budget differs from the paper beyond its length, for the report
+
+
+def shorten_overrides(config: Config, iterations: int) -> list[str]:
+    """Overrides that stop ``config``'s recipe after ``iterations`` with its schedule compressed to fit."""
+    train, schedule = config.train, config.train.schedule
+    length = train.iterations if train.epochs is None else train.epochs  # in the schedule's own unit
+    factor = iterations / length
+    milestones = sorted({round(m * factor) for m in schedule.milestones} - {0})
+    milestones = [m for m in milestones if m < iterations]
+    overrides = [f"train.iterations={iterations}", "train.schedule.unit=iterations",
+                 f"train.schedule.milestones=[{', '.join(str(m) for m in milestones)}]"]
+    warmup = schedule.warmup
+    if warmup.steps:
+        overrides.append(f"train.schedule.warmup.steps={max(1, round(warmup.steps * factor))}")
+    return overrides
+
+
+def data_overrides(data: str | None, budget: str) -> list[str]:
+    """The data set a reproduction trains on: ``--data`` (a folder or ``synthetic``), else the budget's default.
+
+    A folder holding ``cifar-10-batches-py`` is the official CIFAR-10; one with ``train/`` and ``test/`` class
+    folders of images (such as the CIFAR-10 JPEG copy) is an image folder.
+    """
+    if data is None:
+        return list(SMOKE_DATA) if budget == "smoke" else []
+    if data == "synthetic":
+        return list(SMOKE_DATA) if budget == "smoke" else ["data.name=synthetic"]
+    root = Path(data)
+    if (root / "cifar-10-batches-py").is_dir():
+        return ["data.name=cifar10", f"data.root={root}"]
+    if (root / "cifar-100-python").is_dir():
+        raise DataError(f"--data {root} holds CIFAR-100; the reproductions' rows are CIFAR-10 recipes")
+    if (root / "train").is_dir() and (root / "test").is_dir():
+        return ["data.name=folder", f"data.root={root}"]
+    if not root.exists():
+        raise DataError(f"--data {root} does not exist; give a CIFAR-10 folder or 'synthetic'")
+    raise DataError(f"--data {root} is neither a CIFAR-10 folder (cifar-10-batches-py/) nor an image folder "
+                    "(train/ and test/ with one folder per class); give one of them or 'synthetic'")

@@ -1,0 +1,109 @@
+"""An experiment is data: the paper it reproduces, its rows (recipe files), what each budget runs, and an
+analysis that turns the runs' records into extra table columns, figures and checked claims."""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from resnetlab.reproduce.budgets import BUDGET_NAMES, Plan
+
+CONFIGS = Path(__file__).resolve().parents[3] / "configs"  # the recipes, in the source checkout
+
+
+@dataclass(frozen=True)
+class Row:
+    """One line of a paper's table: a recipe file and how it is labelled and grouped."""
+
+    label: str  # as the paper names it, e.g. "plain-20", "(e) full pre-activation"
+    recipe: str  # path below configs/
+    group: str = ""  # the series it belongs to in figures ("plain", "ResNet", "ResNet-110", ...)
+    overrides: tuple[str, ...] = ()  # on top of the recipe, for every budget
+
+    @property
+    def recipe_path(self) -> Path:
+        return CONFIGS / self.recipe
+
+
+@dataclass(frozen=True)
+class Claim:
+    """A statement of the paper, and whether our runs show it (None: the runs cannot tell)."""
+
+    statement: str
+    shown: bool | None
+    evidence: str  # the measured numbers behind the verdict, generated from the records
+
+
+@dataclass(frozen=True)
+class Figure:
+    file: str  # PNG name inside the report folder
+    caption: str
+
+
+@dataclass
+class Analysis:
+    """What an experiment adds to the generic report."""
+
+    columns: dict[str, dict[str, str]] = field(default_factory=dict)  # column title -> row label -> text
+    figures: list[Figure] = field(default_factory=list)
+    claims: list[Claim] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Experiment:
+    name: str  # the command's argument, e.g. "degradation"
+    title: str
+    paper: str  # where the claim and the numbers come from
+    summary: str  # the paper's claim, in a sentence or two
+    rows: tuple[Row, ...]
+    plans: Mapping[str, Plan]  # budget name -> plan
+    analyze: Callable  # (ExperimentResults, report_dir: Path) -> Analysis
+    measure: Callable | None = None  # (run_dir: Path) -> None: extra files measured on a trained run
+    metric: str = "test_error_at_best_val"  # the summary field the main table reports
+    metric_label: str = "test error at the best validation epoch (%)"
+
+    def __post_init__(self) -> None:
+        missing = set(BUDGET_NAMES) - set(self.plans)
+        if missing:
+            raise ValueError(f"experiment {self.name} has no plan for budget(s) {sorted(missing)}")
+        labels = [row.label for row in self.rows]
+        for plan in self.plans.values():
+            unknown = set(plan.rows or ()) - set(labels)
+            if unknown:
+                raise ValueError(f"experiment {self.name}: a plan names unknown rows {sorted(unknown)}")
+
+    def rows_for(self, budget: str) -> tuple[Row, ...]:
+        chosen = self.plans[budget].rows
+        return self.rows if chosen is None else tuple(row for row in self.rows if row.label in chosen)
+
+
+_EXPERIMENTS: dict[str, Experiment] = {}
+
+
+def register_experiment(experiment: Experiment) -> Experiment:
+    if experiment.name in _EXPERIMENTS:
+        raise ValueError(f"experiment {experiment.name!r} is already registered")
+    _EXPERIMENTS[experiment.name] = experiment
+    return experiment
+
+
+def list_experiments() -> list[Experiment]:
+    _load_catalog()
+    return list(_EXPERIMENTS.values())
+
+
+def get_experiment(name: str) -> Experiment:
+    _load_catalog()
+    try:
+        return _EXPERIMENTS[name]
+    except KeyError:
+        close = difflib.get_close_matches(name, list(_EXPERIMENTS), n=3, cutoff=0.5)
+        hint = f"did you mean {', '.join(close)}?" if close else "see `resnetlab reproduce --list`"
+        raise ValueError(f"unknown experiment {name!r}; {hint}") from None
+
+
+def _load_catalog() -> None:
+    import resnetlab.reproduce.experiments  # noqa: F401  (registers the experiments on import)

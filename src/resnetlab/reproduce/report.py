@@ -1,0 +1,188 @@
+"""The report of a reproduction: a table of ours beside the paper's, the claims checked, figures, and how it
+was run. Written as Markdown and HTML from one list of blocks; every number is read from the run records in
+the report folder, none is typed in."""
+
+from __future__ import annotations
+
+import html
+import json
+from pathlib import Path
+
+from resnetlab.reproduce.experiment import Analysis, get_experiment
+from resnetlab.reproduce.results import ExperimentResults, RowResult, Stats, load_results
+
+REPORT_MD, REPORT_HTML, RESULTS_JSON = "report.md", "report.html", "results.json"
+VERDICTS = {True: "shown", False: "not shown", None: "cannot tell"}
+
+
+def percent(value: float | None) -> str:
+    return "-" if value is None else f"{100 * value:.2f}"
+
+
+def spread(stats: Stats, scale: float = 100.0, digits: int = 2) -> tuple[str, str]:
+    """(median, mean +- std) as the papers print them; the std needs two runs or more."""
+    if stats.n == 0:
+        return ("diverged" if stats.diverged else "-"), "-"
+    median = f"{scale * stats.median:.{digits}f}"
+    mean = f"{scale * stats.mean:.{digits}f}"
+    mean += f" +- {scale * stats.std:.{digits}f}" if stats.std is not None else ""
+    failed = f", {stats.diverged} diverged" if stats.diverged else ""
+    return median, f"{mean} (n={stats.n}{failed})"
+
+
+def duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    minutes, secs = divmod(round(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h{minutes:02d}m" if hours else f"{minutes}m{secs:02d}s"
+
+
+# ---- the document -----------------------------------------------------------------------------------------
+def _main_table(experiment, results: ExperimentResults, analysis: Analysis) -> tuple[list[str], list[list[str]]]:
+    headers = ["row", "model run", "paper (%)", f"ours: median ({experiment.metric_label})", "mean +- std",
+               "final test error (%)", "final training error (%)", "training time (median)",
+               *analysis.columns]
+    table = []
+    for row in results.rows:
+        median, mean = spread(row.stats(experiment.metric))
+        substituted = row.model != row.recipe_model
+        table.append([
+            row.label, row.model + (f" (for {row.recipe_model})" if substituted else ""),
+            "-" if row.paper_error is None else f"{row.paper_error:.2f}", median, mean,
+            spread(row.stats("final_test_error"))[0], spread(row.stats("final_train_error"))[0],
+            duration(row.stats("train_seconds").median),
+            *(analysis.columns[title].get(row.label, "-") for title in analysis.columns)])
+    return headers, table
+
+
+def _setup_lines(results: ExperimentResults) -> list[str]:
+    manifest = results.manifest
+    plan = manifest["plan"]
+    finished = [run for run in results.runs if run.config]
+    config = finished[0].config if finished else {}
+    environment = finished[0].environment if finished else {}
+    train, data = config.get("train", {}), config.get("data", {})
+    lines = [f"Command: `{manifest['command']}`"]
+    length = (f"{train.get('iterations')} iterations" if train.get("iterations") else f"{train.get('epochs')} epochs")
+    recipe = results.rows[0] if results.rows else None
+    if recipe is not None:
+        milestones = train.get("schedule", {}).get("milestones")
+        lines.append(f"Budget `{manifest['budget']}`: each run trains {length} of batch {train.get('batch_size')}; "
+                     f"the paper's recipe trains {recipe.recipe_length} of batch {recipe.recipe_batch_size}. "
+                     f"Learning-rate milestones at iterations {milestones} (the recipe's, scaled to the run).")
+    if plan.get("note"):
+        lines.append(plan["note"])
+    where = data.get("root") if data.get("name") in ("folder", "cifar10", "cifar100") else "built in"
+    lines.append(f"Data: {data.get('name')} ({where}), {data.get('validation_size')} training images held out "
+                 f"for validation (split seed {data.get('split_seed')}).")
+    lines.append(f"Seeds: {', '.join(str(s) for s in manifest['seeds'])}; statistics over seeds are the median "
+                 "(as the Identity Mappings paper reports) and the mean +- sample std.")
+    if environment:
+        lines.append(f"Machine: {environment.get('cpu')}, {environment.get('cpu_count')} CPUs, "
+                     f"{environment.get('torch_threads')} torch threads"
+                     + (f", GPU {', '.join(environment['gpus'])}" if environment.get("gpus") else "")
+                     + f"; torch {environment.get('torch')}, Python {environment.get('python')}, "
+                     f"resnetlab {environment.get('resnetlab')} at commit {environment.get('git_commit')}.")
+    total = sum(run.summary.get("train_seconds", 0.0) for run in results.runs if run.summary)
+    lines.append(f"Training time over all runs: {duration(total)} (evaluation excluded); "
+                 f"wall time of the command: {duration(manifest.get('wall_seconds'))}.")
+    return lines
+
+
+def build_blocks(experiment, results: ExperimentResults, analysis: Analysis) -> list[tuple]:
+    manifest = results.manifest
+    blocks: list[tuple] = [("h", 1, f"{experiment.title} (budget: {manifest['budget']})"),
+                           ("p", f"{experiment.paper}. {experiment.summary}"),
+                           ("h", 2, "How this was run"), ("list", _setup_lines(results)),
+                           ("h", 2, "Ours beside the paper")]
+    headers, table = _main_table(experiment, results, analysis)
+    blocks.append(("table", headers, table))
+    blocks += [("h", 2, "The paper's claims at this budget"),
+               ("list", [f"**{VERDICTS[c.shown]}**: {c.statement} {c.evidence}" for c in analysis.claims]
+                or ["(no claim is checked by this experiment)"])]
+    if analysis.figures:
+        blocks.append(("h", 2, "Figures"))
+        blocks += [("img", figure.file, figure.caption) for figure in analysis.figures]
+    if analysis.notes:
+        blocks += [("h", 2, "Why our numbers differ from the paper's"), ("list", analysis.notes)]
+    return blocks
+
+
+def render_markdown(blocks: list[tuple]) -> str:
+    out = []
+    for block in blocks:
+        kind = block[0]
+        if kind == "h":
+            out.append(f"{'#' * block[1]} {block[2]}\n")
+        elif kind == "p":
+            out.append(f"{block[1]}\n")
+        elif kind == "list":
+            out.append("\n".join(f"- {item}" for item in block[1]) + "\n")
+        elif kind == "table":
+            headers, rows = block[1], block[2]
+            out.append("| " + " | ".join(headers) + " |\n|" + "---|" * len(headers) + "\n"
+                       + "\n".join("| " + " | ".join(row) + " |" for row in rows) + "\n")
+        elif kind == "img":
+            out.append(f"![{block[2]}]({block[1]})\n\n*{block[2]}*\n")
+    return "\n".join(out)
+
+
+def _inline_html(text: str) -> str:
+    """Escape, then the two inline marks the reports use: **bold** and `code`."""
+    parts = html.escape(text).split("**")
+    text = "".join(f"<b>{p}</b>" if i % 2 else p for i, p in enumerate(parts))
+    parts = text.split("`")
+    return "".join(f"<code>{p}</code>" if i % 2 else p for i, p in enumerate(parts))
+
+
+def render_html(blocks: list[tuple], title: str) -> str:
+    body = []
+    for block in blocks:
+        kind = block[0]
+        if kind == "h":
+            body.append(f"<h{block[1]}>{_inline_html(block[2])}</h{block[1]}>")
+        elif kind == "p":
+            body.append(f"<p>{_inline_html(block[1])}</p>")
+        elif kind == "list":
+            body.append("<ul>" + "".join(f"<li>{_inline_html(item)}</li>" for item in block[1]) + "</ul>")
+        elif kind == "table":
+            head = "".join(f"<th>{_inline_html(h)}</th>" for h in block[1])
+            rows = "".join("<tr>" + "".join(f"<td>{_inline_html(c)}</td>" for c in row) + "</tr>" for row in block[2])
+            body.append(f"<table><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>")
+        elif kind == "img":
+            body.append(f'<figure><img src="{html.escape(block[1])}" alt="{html.escape(block[2])}">'
+                        f"<figcaption>{_inline_html(block[2])}</figcaption></figure>")
+    style = ("body{font-family:sans-serif;max-width:72em;margin:2em auto;padding:0 1em}"
+             "table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:.25em .5em;text-align:left}"
+             "img{max-width:100%}figcaption{font-style:italic}")
+    return (f"<!DOCTYPE html><html><head><meta charset=\"utf-8\"><title>{html.escape(title)}</title>"
+            f"<style>{style}</style></head><body>\n" + "\n".join(body) + "\n</body></html>\n")
+
+
+def _results_json(experiment, results: ExperimentResults, analysis: Analysis) -> dict:
+    def row_data(row: RowResult) -> dict:
+        data = {"label": row.label, "model": row.model, "paper_error_percent": row.paper_error, "runs": []}
+        for key in (experiment.metric, "final_test_error", "final_train_error", "train_seconds"):
+            stats = row.stats(key)
+            data[key] = {"values": list(stats.values), "median": stats.median, "mean": stats.mean,
+                         "std": stats.std, "diverged": stats.diverged}
+        data["runs"] = [run.name for run in row.runs]
+        return data
+
+    return {"experiment": experiment.name, "budget": results.manifest["budget"],
+            "rows": [row_data(row) for row in results.rows],
+            "claims": [{"statement": c.statement, "shown": c.shown, "evidence": c.evidence} for c in analysis.claims]}
+
+
+def build_report(report_dir: str | Path) -> Path:
+    """Write report.md, report.html, results.json and the figures of a report folder from its records."""
+    report_dir = Path(report_dir)
+    results = load_results(report_dir)
+    experiment = get_experiment(results.manifest["experiment"])
+    analysis = experiment.analyze(results, report_dir)
+    blocks = build_blocks(experiment, results, analysis)
+    (report_dir / REPORT_MD).write_text(render_markdown(blocks))
+    (report_dir / REPORT_HTML).write_text(render_html(blocks, experiment.title))
+    (report_dir / RESULTS_JSON).write_text(json.dumps(_results_json(experiment, results, analysis), indent=2) + "\n")
+    return report_dir / REPORT_MD

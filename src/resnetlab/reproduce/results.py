@@ -1,0 +1,131 @@
+"""The records of a report folder, read back: one `RunRecord` per run, grouped into the experiment's rows,
+with the statistics the papers report (median and mean +- std over seeds)."""
+
+from __future__ import annotations
+
+import json
+import statistics
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from resnetlab.training.metrics_log import read_metrics
+
+
+@dataclass
+class RunRecord:
+    name: str
+    config: dict
+    environment: dict
+    summary: dict | None  # None while unfinished or when diverged
+    metrics: list[dict]  # one record per epoch
+    curve: list[dict]  # one record per `TrainingCurve` window
+    diverged: dict | None = None
+    extras: dict = field(default_factory=dict)  # other JSON measurements, by file stem (layer_responses, ...)
+
+    @classmethod
+    def read(cls, run_dir: Path) -> RunRecord:
+        def optional_json(name):
+            path = run_dir / name
+            return json.loads(path.read_text()) if path.is_file() else None
+
+        def optional_jsonl(name):
+            path = run_dir / name
+            return read_metrics(path) if path.is_file() else []
+
+        config_path = run_dir / "config.yaml"
+        if not config_path.is_file():
+            raise FileNotFoundError(f"run records missing: {config_path}; rerun `resnetlab reproduce` to finish it")
+        extras = {path.stem: json.loads(path.read_text()) for path in sorted(run_dir.glob("*.json"))
+                  if path.name not in ("environment.json", "summary.json", "diverged.json")}
+        return cls(run_dir.name, yaml.safe_load(config_path.read_text()), optional_json("environment.json") or {},
+                   optional_json("summary.json"), optional_jsonl("metrics.jsonl"), optional_jsonl("curve.jsonl"),
+                   optional_json("diverged.json"), extras)
+
+    @property
+    def finished(self) -> bool:
+        return self.summary is not None
+
+    def final_train_error(self) -> float | None:
+        """Training error over the last curve window (the papers' training curves end there)."""
+        return self.curve[-1]["train_error"] if self.curve else None
+
+    def value(self, key: str) -> float | None:
+        if key == "final_train_error":
+            return self.final_train_error()
+        return None if self.summary is None else self.summary.get(key)
+
+
+@dataclass(frozen=True)
+class Stats:
+    values: tuple[float, ...]
+    diverged: int = 0
+
+    @property
+    def n(self) -> int:
+        return len(self.values)
+
+    @property
+    def median(self) -> float | None:
+        return statistics.median(self.values) if self.values else None
+
+    @property
+    def mean(self) -> float | None:
+        return statistics.fmean(self.values) if self.values else None
+
+    @property
+    def std(self) -> float | None:
+        return statistics.stdev(self.values) if len(self.values) > 1 else None
+
+
+@dataclass
+class RowResult:
+    label: str
+    group: str
+    recipe: str
+    recipe_model: str
+    recipe_length: str
+    recipe_batch_size: int | None
+    paper: dict
+    runs: list[RunRecord]
+
+    def stats(self, key: str) -> Stats:
+        values = tuple(v for v in (run.value(key) for run in self.runs) if v is not None)
+        return Stats(values, diverged=sum(run.diverged is not None for run in self.runs))
+
+    @property
+    def model(self) -> str:
+        """The model the runs trained (a cheap budget may stand in a smaller one for the recipe's)."""
+        return self.runs[0].config["model"]["name"] if self.runs else self.recipe_model
+
+    @property
+    def paper_error(self) -> float | None:
+        """The paper's CIFAR-10 test error for this row, in percent (from the recipe's ``paper`` section)."""
+        return self.paper.get("cifar10_error")
+
+
+@dataclass
+class ExperimentResults:
+    manifest: dict
+    rows: list[RowResult]
+
+    def row(self, label: str) -> RowResult | None:
+        return next((row for row in self.rows if row.label == label), None)
+
+    def group(self, name: str) -> list[RowResult]:
+        return [row for row in self.rows if row.group == name]
+
+    @property
+    def runs(self) -> list[RunRecord]:
+        return [run for row in self.rows for run in row.runs]
+
+
+def load_results(report_dir: Path) -> ExperimentResults:
+    from resnetlab.reproduce.runner import MANIFEST_FILE
+
+    manifest = json.loads((report_dir / MANIFEST_FILE).read_text())
+    rows = [RowResult(row["label"], row["group"], row["recipe"], row["recipe_model"], row.get("recipe_length", ""),
+                      row.get("recipe_batch_size"), row.get("paper") or {}, [RunRecord.read(report_dir / "runs" / name) for name in row["runs"]])
+            for row in manifest["rows"]]
+    return ExperimentResults(manifest, rows)
