@@ -236,7 +236,7 @@ def _list_experiments(experiments) -> int:
             plan = experiment.plans[budget]
             length = f"{plan.iterations} iterations" if plan.iterations else "the paper's recipe"
             if plan.substitute:
-                length += " (" + ", ".join(f"{a} run as {b}" for a, b in plan.substitute) + ")"
+                length += " (" + "; ".join(f"{model} run as {' '.join(o)}" for model, o in plan.substitute) + ")"
             name = experiment.name if budget == BUDGET_NAMES[0] else ""
             print(f"{name:<22} {budget:<7} {len(experiment.rows_for(budget)):>4} {plan.seeds:>5}  {length}")
     print("smoke: seconds per experiment on built-in synthetic data (the tests run it); cpu: a shortened "

@@ -17,10 +17,10 @@ from resnetlab.data.errors import DataError
 
 BUDGET_NAMES = ("smoke", "cpu", "paper")
 
-# The smoke budget's data: 256 training images (64 held out for validation) and 64 test images of the built-in
+# The smoke budget's data: 160 training images (32 held out for validation) and 32 test images of the built-in
 # texture classes; tiny enough that a 1001-layer net runs its few steps in seconds.
-SMOKE_DATA = ("data.name=synthetic", "data.synthetic_train_size=256", "data.synthetic_test_size=64",
-              "data.validation_size=64", "data.augment=true")
+SMOKE_DATA = ("data.name=synthetic", "data.synthetic_train_size=160", "data.synthetic_test_size=32",
+              "data.validation_size=32", "data.augment=true")
 
 
 @dataclass(frozen=True)
@@ -35,8 +35,17 @@ class Plan:
     eval_split: str = "test"
     compile: bool | None = None  # None: the trainer's rule (compile runs of >= 1000 iterations)
     rows: tuple[str, ...] | None = None  # labels of the rows this budget runs; None: every row
-    substitute: tuple[tuple[str, str], ...] = ()  # (model in the recipe, model run instead), for cheap budgets
+    # Cheap budgets may run a smaller stand-in: (model in the recipe, overrides that replace it).
+    substitute: tuple[tuple[str, tuple[str, ...]], ...] = ()
     note: str = ""  # why this budget differs from the paper beyond its length, for the report
+
+
+# Every experiment's smoke plan: 2 steps of 8 images, a curve record (on 8 held-out images) after each. The
+# 1001- and 1202-layer rows run on their 164- and 110-layer counterparts: the same code, a tenth of the time.
+SMOKE = Plan(iterations=2, batch_size=8, curve_every=1, eval_images=8,
+             substitute=(("resnet1202", ("model.name=resnet110",)), ("resnet1001", ("model.name=resnet164",)),
+                         ("preact_resnet1001", ("model.name=preact_resnet164",))),
+             note="The smoke budget runs the 1001- and 1202-layer rows on their 164- and 110-layer counterparts.")
 
 
 def shorten_overrides(config: Config, iterations: int) -> list[str]:

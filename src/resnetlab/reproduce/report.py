@@ -40,7 +40,7 @@ def duration(seconds: float | None) -> str:
 
 # ---- the document -----------------------------------------------------------------------------------------
 def _main_table(experiment, results: ExperimentResults, analysis: Analysis) -> tuple[list[str], list[list[str]]]:
-    headers = ["row", "model run", "paper (%)", f"ours: median ({experiment.metric_label})", "mean +- std",
+    headers = ["row", "model run", "paper (%)", "ours: median (%)", "ours: mean +- std (%)",
                "final test error (%)", "final training error (%)", "training time (median)",
                *analysis.columns]
     table = []
@@ -49,7 +49,7 @@ def _main_table(experiment, results: ExperimentResults, analysis: Analysis) -> t
         substituted = row.model != row.recipe_model
         table.append([
             row.label, row.model + (f" (for {row.recipe_model})" if substituted else ""),
-            "-" if row.paper_error is None else f"{row.paper_error:.2f}", median, mean,
+            row.paper_text, median, mean,
             spread(row.stats("final_test_error"))[0], spread(row.stats("final_train_error"))[0],
             duration(row.stats("train_seconds").median),
             *(analysis.columns[title].get(row.label, "-") for title in analysis.columns)])
@@ -97,7 +97,10 @@ def build_blocks(experiment, results: ExperimentResults, analysis: Analysis) -> 
                            ("h", 2, "How this was run"), ("list", _setup_lines(results)),
                            ("h", 2, "Ours beside the paper")]
     headers, table = _main_table(experiment, results, analysis)
-    blocks.append(("table", headers, table))
+    blocks += [("p", f"The paper's number and ours: {experiment.metric_label}, the median over seeds, then the "
+                     "mean +- sample std. Final errors are at the last iteration; the final training error is the "
+                     "mean over the last window of iterations of the training curve."),
+               ("table", headers, table)]
     blocks += [("h", 2, "The paper's claims at this budget"),
                ("list", [f"**{VERDICTS[c.shown]}**: {c.statement} {c.evidence}" for c in analysis.claims]
                 or ["(no claim is checked by this experiment)"])]

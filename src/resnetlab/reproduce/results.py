@@ -100,6 +100,13 @@ class RowResult:
         return self.runs[0].config["model"]["name"] if self.runs else self.recipe_model
 
     @property
+    def paper_text(self) -> str:
+        """The paper's error as its table prints it: a percentage, "fail" (above 20%) or "-" (not reported)."""
+        if self.paper_error is not None:
+            return f"{self.paper_error:.2f}"
+        return "fail (>20)" if self.paper.get("fail") else "-"
+
+    @property
     def paper_error(self) -> float | None:
         """The paper's CIFAR-10 test error for this row, in percent (from the recipe's ``paper`` section)."""
         return self.paper.get("cifar10_error")

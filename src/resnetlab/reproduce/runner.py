@@ -38,7 +38,7 @@ def resolve_config(row: Row, budget: str, plan: Plan, seed: int, data: Sequence[
     recipe = load_config(row.recipe_path, overrides)
     substitutes = dict(plan.substitute)
     if recipe.model.name in substitutes:
-        overrides.append(f"model.name={substitutes[recipe.model.name]}")
+        overrides += substitutes[recipe.model.name]
         # A smaller stand-in needs no activation checkpointing (set for the 1001/1202-layer recipes).
         overrides.append("model.checkpoint_segments=0")
     if plan.iterations is not None:
@@ -113,7 +113,7 @@ def reproduce(experiment: Experiment, budget: str, *, seeds: int | None = None, 
         "command": command or f"resnetlab reproduce {experiment.name} --budget {budget} --seeds {seeds}"
         + (f" --data {shlex.quote(str(data))}" if data else ""),
         "plan": {"iterations": plan.iterations, "batch_size": plan.batch_size, "curve_every": plan.curve_every,
-                 "eval_images": plan.eval_images, "substitute": dict(plan.substitute), "note": plan.note},
+                 "eval_images": plan.eval_images, "substitute": {model: list(o) for model, o in plan.substitute}, "note": plan.note},
         "rows": [],
     }
     started = time.time()

@@ -1,3 +1,9 @@
-"""The experiments of the four papers; importing this package registers them (in `resnetlab reproduce` order)."""
+"""The experiments of the four papers; importing this package registers them, in the papers' order (the order
+`resnetlab reproduce --list` shows)."""
 
-from resnetlab.reproduce.experiments import batchnorm, identity2016, resnet2015, stochastic_depth  # noqa: F401
+from importlib import import_module
+
+PAPER_MODULES = ("resnet2015", "identity2016", "stochastic_depth", "batchnorm")
+
+for _module in PAPER_MODULES:
+    import_module(f"{__name__}.{_module}")

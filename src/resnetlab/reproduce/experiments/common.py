@@ -3,6 +3,8 @@ why a budget's numbers differ from the paper's (all generated from the records).
 
 from __future__ import annotations
 
+import itertools
+
 from resnetlab.reproduce.experiment import Claim
 from resnetlab.reproduce.results import ExperimentResults, RowResult
 
@@ -30,7 +32,7 @@ def ordered_claim(statement: str, rows: list[RowResult | None], key: str, *, inc
     values = [median_of(row, key) for row in rows]
     if any(row is None for row in rows) or any(v is None for v in values):
         return Claim(statement, None, "(a row has no finished run)")
-    pairs = list(zip(values, values[1:]))
+    pairs = list(itertools.pairwise(values))
     shown = all((b > a) if increasing else (b < a) for a, b in pairs)
     evidence = f"Ours ({what}, %): " + ", ".join(f"{row.label} {100 * v:.2f}" for row, v in zip(rows, values)) + "."
     return Claim(statement, shown, evidence)

@@ -8,12 +8,11 @@ from dataclasses import replace
 from pathlib import Path
 
 from resnetlab.reproduce import figures
-from resnetlab.reproduce.budgets import Plan
+from resnetlab.reproduce.budgets import SMOKE, Plan
 from resnetlab.reproduce.experiment import Analysis, Claim, Experiment, Figure, Row, register_experiment
 from resnetlab.reproduce.experiments.common import budget_notes, curve_series, first_finished, ordered_claim
 
 PAPER = "He et al. 2015, Deep Residual Learning for Image Recognition"
-SMOKE = Plan(iterations=3, batch_size=8, curve_every=1, eval_images=16)
 # cpu: 600 iterations (1.7 epochs of 45k images) per net; a test curve on 2,000 test images every 50 iterations.
 # The degradation and layer-responses experiments use the same plan, so they share their common runs.
 CIFAR_CPU = Plan(iterations=600, curve_every=50, eval_images=2000)

@@ -1,0 +1,260 @@
+"""`resnetlab reproduce` and `resnetlab report`: every experiment end to end at the smoke budget, the budgets'
+schedule arithmetic, reuse and resume of runs, divergence as a result, and reports rebuilt from their records."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from resnetlab.config import load_config
+from resnetlab.data.errors import DataError
+from resnetlab.models import create_model
+from resnetlab.reproduce.budgets import Plan, data_overrides, shorten_overrides
+from resnetlab.reproduce.experiment import CONFIGS, Row, get_experiment, list_experiments
+from resnetlab.reproduce.experiments.batchnorm import steps_to_accuracy
+from resnetlab.reproduce.experiments.common import ordered_claim
+from resnetlab.reproduce.report import spread
+from resnetlab.reproduce.results import Stats, load_results
+from resnetlab.reproduce.runner import ensure_trained, reproduce, resolve_config, run_name, run_state
+from resnetlab.training.probes import TrainingCurve, layer_response_stds, limited_batches
+from resnetlab.training.session import train
+
+EXPERIMENTS = ("degradation", "cifar-depth", "layer-responses", "identity-shortcuts", "identity-activations",
+               "preact-depth", "stochastic-depth", "batchnorm")  # the issue's list, in its order
+RESNET_CIFAR_ITERATIONS = 64000  # He et al. 2015: stop at 64k iterations, lr /10 at 32k and 48k
+RESNET_CIFAR_MILESTONES = (32000, 48000)
+SD_EPOCHS, SD_MILESTONE_EPOCHS = 500, (250, 375)  # Huang et al. 2016: 500 epochs, /10 at 250 and 375
+IDENTITY_WARMUP_ITERATIONS = 400  # He et al. 2016: lr 0.01 for the first 400 iterations (ResNet-110)
+QUIET = {"log": lambda message: None, "progress": False}
+
+
+@pytest.fixture(scope="module")
+def smoke_out(tmp_path_factory):
+    """One output folder for the module, so experiments share their common runs as they do for users."""
+    return tmp_path_factory.mktemp("reproduce")
+
+
+def test_the_issues_experiments_are_all_registered_in_order():
+    assert tuple(e.name for e in list_experiments()) == EXPERIMENTS
+    for experiment in list_experiments():
+        for row in experiment.rows:
+            assert row.recipe_path.is_file(), row.recipe
+            load_config(row.recipe_path, list(row.overrides))  # every recipe validates
+
+
+@pytest.mark.parametrize("name", EXPERIMENTS)
+def test_every_experiment_runs_at_smoke_and_writes_its_report(name, smoke_out):
+    experiment = get_experiment(name)
+    report_dir = reproduce(experiment, "smoke", out_dir=smoke_out, **QUIET)
+    results = load_results(report_dir)
+    assert [row.label for row in results.rows] == [row.label for row in experiment.rows]
+    assert all(run.finished or run.diverged for run in results.runs)
+    markdown = (report_dir / "report.md").read_text()
+    for row in experiment.rows:  # a table line per row, with the paper's number from its recipe
+        line = next(line for line in markdown.splitlines() if line.startswith(f"| {row.label} |"))
+        paper = load_config(row.recipe_path).paper.get("cifar10_error")
+        if paper is not None:
+            assert f"| {paper:.2f} |" in line
+    analysis = experiment.analyze(results, report_dir)
+    assert analysis.figures and analysis.claims
+    for figure in analysis.figures:
+        assert (report_dir / figure.file).stat().st_size > 1000 and f"]({figure.file})" in markdown
+    assert "<table>" in (report_dir / "report.html").read_text()
+    saved = json.loads((report_dir / "results.json").read_text())
+    assert len(saved["rows"]) == len(experiment.rows) and len(saved["claims"]) == len(analysis.claims)
+    assert "built-in synthetic" in markdown  # the report says these numbers are not about the paper
+
+
+def test_shortening_keeps_the_recipes_shape():
+    resnet = load_config(CONFIGS / "resnet/table6_cifar10_resnet56.yaml")
+    assert resnet.train.iterations == RESNET_CIFAR_ITERATIONS
+    assert tuple(resnet.train.schedule.milestones) == RESNET_CIFAR_MILESTONES
+    short = load_config(CONFIGS / "resnet/table6_cifar10_resnet56.yaml", shorten_overrides(resnet, 600))
+    assert short.train.iterations == 600 and tuple(short.train.schedule.milestones) == (300, 450)
+
+    sd = load_config(CONFIGS / "stochastic_depth/table1_cifar10_resnet110_stochastic.yaml")
+    assert sd.train.epochs == SD_EPOCHS and tuple(sd.train.schedule.milestones) == SD_MILESTONE_EPOCHS
+    short = load_config(CONFIGS / "stochastic_depth/table1_cifar10_resnet110_stochastic.yaml",
+                        shorten_overrides(sd, 704))
+    assert (short.train.iterations, short.train.epochs, short.train.schedule.unit) == (704, None, "iterations")
+    assert tuple(short.train.schedule.milestones) == (352, 528)  # 50% and 75% of the run, as 250/500 and 375/500
+
+    gated = load_config(CONFIGS / "identity_mappings/table1_exclusive_gating_m6.yaml")
+    assert gated.train.schedule.warmup.steps == IDENTITY_WARMUP_ITERATIONS
+    short = load_config(CONFIGS / "identity_mappings/table1_exclusive_gating_m6.yaml", shorten_overrides(gated, 6400))
+    assert short.train.schedule.warmup.steps == IDENTITY_WARMUP_ITERATIONS // 10
+    # A run shorter than the first milestone keeps no milestone at all.
+    assert load_config(None, shorten_overrides(resnet, 1)).train.schedule.milestones == ()
+
+
+def test_cheap_budgets_substitute_models_and_say_so():
+    experiment = get_experiment("identity-activations")
+    plan = experiment.plans["cpu"]
+    rows = experiment.rows_for("cpu")
+    assert len(rows) == 5 and all("110" in row.label for row in rows)
+    models = [resolve_config(row, "cpu", plan, 0, []).model for row in rows]
+    assert {m.name for m in models} == {"resnet20"}
+    assert models[-1].options["placement"] == "full_preact"  # the pre-activation row stays pre-activation
+    assert [m.options.get("placement", "original") for m in models[:4]] == [
+        "original", "bn_after_add", "relu_before_add", "relu_only_preact"]
+    assert plan.note
+
+
+def test_data_option(tmp_path):
+    assert data_overrides(None, "smoke")[0] == "data.name=synthetic"
+    assert data_overrides(None, "cpu") == []  # the recipes' own data
+    (tmp_path / "cifar-10-batches-py").mkdir()
+    assert data_overrides(str(tmp_path), "cpu") == ["data.name=cifar10", f"data.root={tmp_path}"]
+    folder = tmp_path / "jpeg"
+    (folder / "train").mkdir(parents=True)
+    (folder / "test").mkdir()
+    assert data_overrides(str(folder), "cpu")[0] == "data.name=folder"
+    with pytest.raises(DataError, match="does not exist"):
+        data_overrides(str(tmp_path / "missing"), "cpu")
+    with pytest.raises(DataError, match="neither"):
+        data_overrides(str(folder / "train"), "cpu")
+
+
+def test_finished_runs_are_reused_and_names_follow_the_config(smoke_out):
+    experiment = get_experiment("stochastic-depth")
+    reproduce(experiment, "smoke", out_dir=smoke_out, **QUIET)
+    plan, row = experiment.plans["smoke"], experiment.rows[0]
+    config = resolve_config(row, "smoke", plan, 0, data_overrides(None, "smoke"))
+    run_dir = smoke_out / "runs" / run_name(row, "smoke", 0, config)
+    summary_time = (run_dir / "summary.json").stat().st_mtime_ns
+    messages = []
+    reproduce(experiment, "smoke", out_dir=smoke_out, log=messages.append, progress=False)
+    assert (run_dir / "summary.json").stat().st_mtime_ns == summary_time
+    assert sum("reused" in m for m in messages) == 2
+    other_seed = resolve_config(row, "smoke", plan, 1, data_overrides(None, "smoke"))
+    assert run_name(row, "smoke", 1, other_seed) != run_dir.name
+
+
+def test_an_interrupted_run_resumes_where_it_stopped(tmp_path):
+    from resnetlab.training.trainer import TrainingInterrupted
+
+    plan = Plan(iterations=6, batch_size=16, curve_every=2, eval_images=16)
+    row = Row("ResNet-20", "resnet/table6_cifar10_resnet20.yaml")
+    config = resolve_config(row, "smoke", plan, 0, data_overrides(None, "smoke"))
+    run_dir = tmp_path / "run"
+    with pytest.raises(TrainingInterrupted):
+        train(config, run_dir=run_dir, stop_at_iteration=4, probes=[TrainingCurve(2, 16)], **QUIET)
+    assert run_state(run_dir) == "partial"
+    assert ensure_trained(config, run_dir, plan, device="cpu", **QUIET) == "done"
+    curve = [json.loads(line) for line in (run_dir / "curve.jsonl").read_text().splitlines()]
+    assert [r["iteration"] for r in curve] == [2, 4, 6]  # no record lost or repeated across the resume
+    assert json.loads((run_dir / "summary.json").read_text())["iterations"] == 6
+
+
+def test_a_diverging_row_is_a_result_not_a_crash(tmp_path):
+    row = Row("ResNet-20 at lr 1e6", "resnet/table6_cifar10_resnet20.yaml", overrides=("train.lr=1e6",))
+    plan = Plan(iterations=8, batch_size=16, curve_every=2)
+    config = resolve_config(row, "smoke", plan, 0, data_overrides(None, "smoke"))
+    run_dir = tmp_path / "run"
+    assert ensure_trained(config, run_dir, plan, device="cpu", **QUIET) == "diverged"
+    assert "loss became" in json.loads((run_dir / "diverged.json").read_text())["error"]
+    assert run_state(run_dir) == "diverged"
+    assert spread(Stats((), diverged=1)) == ("diverged", "-")
+
+
+def test_a_report_is_rebuilt_from_the_records_in_its_folder(smoke_out, tmp_path):
+    source = reproduce(get_experiment("degradation"), "smoke", out_dir=smoke_out, **QUIET)
+    copy = tmp_path / "copy"
+    result = subprocess.run([sys.executable, "-m", "resnetlab", "report", str(source), "--out", str(copy)], check=False,
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert json.loads((copy / "results.json").read_text()) == json.loads((source / "results.json").read_text())
+    # The numbers are read from the records: change one and the rebuilt table follows.
+    run = load_results(copy).row("plain-20").runs[0]
+    summary_path = copy / "runs" / run.name / "summary.json"
+    summary = json.loads(summary_path.read_text())
+    summary["test_error_at_best_val"] = 0.1234
+    summary_path.write_text(json.dumps(summary))
+    subprocess.run([sys.executable, "-m", "resnetlab", "report", str(copy)], check=True, capture_output=True,
+                   timeout=120)
+    line = next(x for x in (copy / "report.md").read_text().splitlines() if x.startswith("| plain-20 |"))
+    assert "| 12.34 |" in line
+
+
+def test_statistics_and_claims():
+    stats = Stats((0.07, 0.06, 0.08, 0.065, 0.075))
+    assert stats.median == pytest.approx(0.07) and stats.mean == pytest.approx(0.07)
+    assert stats.std == pytest.approx(0.0079057, rel=1e-4)  # sample std (n - 1)
+    assert spread(stats) == ("7.00", "7.00 +- 0.79 (n=5)")
+    assert Stats((0.05,)).std is None
+
+    class FakeRow:
+        def __init__(self, label, value):
+            self.label, self._value = label, value
+
+        def stats(self, key):
+            return Stats((self._value,))
+
+    rising = [FakeRow("plain-20", 0.3), FakeRow("plain-56", 0.4)]
+    assert ordered_claim("deeper is worse", rising, "x", increasing=True).shown is True
+    assert ordered_claim("deeper is better", rising, "x", increasing=False).shown is False
+    assert ordered_claim("missing", [rising[0], None], "x", increasing=True).shown is None
+
+
+def test_steps_to_accuracy():
+    curve = [{"iteration": 100, "val_error": 0.7}, {"iteration": 200, "val_error": 0.45},
+             {"iteration": 300, "val_error": 0.35}]
+    assert steps_to_accuracy(curve, 0.5) == 200
+    assert steps_to_accuracy(curve, 0.65) == 300
+    assert steps_to_accuracy(curve, 0.9) is None
+
+
+def test_layer_responses_follow_the_bn_scale():
+    torch.manual_seed(0)
+    model = create_model("resnet20").eval()
+    images = torch.randn(16, 3, 32, 32)
+    before = layer_response_stds(model, [(images, torch.zeros(16, dtype=torch.long))])
+    assert len(before) == 19  # the stem and 2 per unit in 9 units: every 3x3 layer of ResNet-20
+    assert [layer["norm"] for layer in before[:3]] == ["bn1", "layer1.0.bn1", "layer1.0.bn2"]
+    with torch.no_grad():  # doubling gamma and beta doubles that layer's response and its std
+        model.layer1[0].bn2.weight.mul_(2)
+        model.layer1[0].bn2.bias.mul_(2)
+    after = layer_response_stds(model, limited_batches([(images, torch.zeros(16, dtype=torch.long))], 16))
+    assert after[2]["std"] == pytest.approx(2 * before[2]["std"], rel=1e-6)
+    assert after[1]["std"] == pytest.approx(before[1]["std"], rel=1e-9)
+
+
+def test_the_curve_keeps_evaluation_out_of_training_time(tmp_path):
+    config = load_config(None, ["data.synthetic_train_size=256", "data.synthetic_test_size=64",
+                                "data.validation_size=0", "train.batch_size=32", "train.iterations=8"])
+    summary = train(config, run_dir=tmp_path / "run", probes=[TrainingCurve(4, eval_images=64)], **QUIET)
+    curve = [json.loads(line) for line in (tmp_path / "run" / "curve.jsonl").read_text().splitlines()]
+    assert [r["iteration"] for r in curve] == [4, 8]
+    assert all(r["grad_first_conv"] > 0 and 0 <= r["train_error"] <= 1 and "test_error" in r for r in curve)
+    assert summary["train_seconds"] > 0
+
+
+def run_cli(*args, cwd):
+    return subprocess.run([sys.executable, "-m", "resnetlab", *args], check=False, capture_output=True, text=True, cwd=cwd,
+                          timeout=120, env={**os.environ, "RESNETLAB_CACHE": str(Path(cwd) / "cache")})
+
+
+def test_cli_lists_experiments_and_refuses_bad_input_in_one_line(tmp_path):
+    listing = run_cli("reproduce", "--list", cwd=tmp_path)
+    assert listing.returncode == 0 and all(name in listing.stdout for name in EXPERIMENTS)
+    for args, fragment in ((("reproduce", "degradaton"), "did you mean degradation"),
+                           (("reproduce",), "name an experiment"),
+                           (("reproduce", "batchnorm", "--seeds", "0"), "--seeds must be at least 1"),
+                           (("reproduce", "batchnorm", "--budget", "cpu", "--data", str(tmp_path / "nope")),
+                            "does not exist"),
+                           (("report", str(tmp_path)), "not a report folder")):
+        result = run_cli(*args, cwd=tmp_path)
+        assert result.returncode == 2, result.stderr
+        lines = result.stderr.strip().splitlines()
+        assert len(lines) == 1 and fragment in lines[0] and "Traceback" not in result.stderr, result.stderr
+
+
+def test_failing_rows_of_table1_are_marked_in_the_recipes():
+    experiment = get_experiment("identity-shortcuts")
+    failing = [row.label for row in experiment.rows if load_config(row.recipe_path).paper.get("fail")]
+    assert failing == ["constant scaling (0, 1)", "constant scaling (0.5, 1)", "exclusive gating, bias 0",
+                       "dropout shortcut (0.5)"]
