@@ -61,7 +61,6 @@ def _setup_lines(results: ExperimentResults) -> list[str]:
     plan = manifest["plan"]
     finished = [run for run in results.runs if run.config]
     config = finished[0].config if finished else {}
-    environment = finished[0].environment if finished else {}
     train, data = config.get("train", {}), config.get("data", {})
     lines = [f"Command: `{manifest['command']}`"]
     length = (f"{train.get('iterations')} iterations" if train.get("iterations") else f"{train.get('epochs')} epochs")
@@ -78,16 +77,21 @@ def _setup_lines(results: ExperimentResults) -> list[str]:
                  f"for validation (split seed {data.get('split_seed')}).")
     lines.append(f"Seeds: {', '.join(str(s) for s in manifest['seeds'])}; statistics over seeds are the median "
                  "(as the Identity Mappings paper reports) and the mean +- sample std.")
-    if environment:
-        lines.append(f"Machine: {environment.get('cpu')}, {environment.get('cpu_count')} CPUs, "
-                     f"{environment.get('torch_threads')} torch threads"
-                     + (f", GPU {', '.join(environment['gpus'])}" if environment.get("gpus") else "")
-                     + f"; torch {environment.get('torch')}, Python {environment.get('python')}, "
-                     f"resnetlab {environment.get('resnetlab')} at commit {environment.get('git_commit')}.")
+    machines = sorted({_machine(run.environment) for run in finished if run.environment})
+    commits = sorted({str(run.environment.get("git_commit")) for run in finished if run.environment})
+    if machines:
+        lines.append(f"Machine: {'; '.join(machines)}. resnetlab at commit {', '.join(commits)}.")
     total = sum(run.summary.get("train_seconds", 0.0) for run in results.runs if run.summary)
     lines.append(f"Training time over all runs: {duration(total)} (evaluation excluded); "
                  f"wall time of the command: {duration(manifest.get('wall_seconds'))}.")
     return lines
+
+
+def _machine(environment: dict) -> str:
+    gpus = environment.get("gpus") or []
+    return (f"{environment.get('cpu')}, {environment.get('cpu_count')} CPUs, {environment.get('torch_threads')} "
+            f"torch threads" + (f", GPU {', '.join(gpus)}" if gpus else "")
+            + f"; torch {environment.get('torch')}, Python {environment.get('python')}")
 
 
 def build_blocks(experiment, results: ExperimentResults, analysis: Analysis) -> list[tuple]:

@@ -113,7 +113,8 @@ def reproduce(experiment: Experiment, budget: str, *, seeds: int | None = None, 
         "command": command or f"resnetlab reproduce {experiment.name} --budget {budget} --seeds {seeds}"
         + (f" --data {shlex.quote(str(data))}" if data else ""),
         "plan": {"iterations": plan.iterations, "batch_size": plan.batch_size, "curve_every": plan.curve_every,
-                 "eval_images": plan.eval_images, "substitute": {model: list(o) for model, o in plan.substitute}, "note": plan.note},
+                 "eval_images": plan.eval_images, "note": plan.note,
+                 "substitute": {model: list(overrides) for model, overrides in plan.substitute}},
         "rows": [],
     }
     started = time.time()
@@ -128,16 +129,20 @@ def reproduce(experiment: Experiment, budget: str, *, seeds: int | None = None, 
             if status == "done" and experiment.measure is not None:
                 experiment.measure(out_dir / "runs" / name)
             runs.append(name)
-        recipe = load_config(row.recipe_path, list(row.overrides))
-        length = (f"{recipe.train.iterations} iterations" if recipe.train.iterations
-                  else f"{recipe.train.epochs} epochs")
-        manifest["rows"].append({"label": row.label, "group": row.group, "recipe": row.recipe,
-                                 "recipe_model": recipe.model.name, "recipe_length": length,
-                                 "recipe_batch_size": recipe.train.batch_size, "paper": recipe.paper, "runs": runs})
+        manifest["rows"].append(_row_record(row, runs))
     manifest["wall_seconds"] = time.time() - started
     copy_records(out_dir / "runs", report_dir, manifest)
     build_report(report_dir)
     return report_dir
+
+
+def _row_record(row: Row, runs: list[str]) -> dict:
+    """A row in the manifest: its label, its recipe as the paper gives it (model, length, numbers), its runs."""
+    recipe = load_config(row.recipe_path, list(row.overrides))
+    length = f"{recipe.train.iterations} iterations" if recipe.train.iterations else f"{recipe.train.epochs} epochs"
+    return {"label": row.label, "group": row.group, "recipe": row.recipe, "recipe_model": recipe.model.name,
+            "recipe_length": length, "recipe_batch_size": recipe.train.batch_size, "paper": recipe.paper,
+            "runs": runs}
 
 
 def copy_records(runs_dir: Path, report_dir: Path, manifest: dict) -> None:
