@@ -20,7 +20,7 @@ from resnetlab.reproduce.experiments.common import ordered_claim
 from resnetlab.reproduce.report import spread
 from resnetlab.reproduce.results import Stats, load_results
 from resnetlab.reproduce.runner import ensure_trained, reproduce, resolve_config, run_name, run_state
-from resnetlab.training.probes import TrainingCurve, layer_response_stds, limited_batches
+from resnetlab.training.probes import TrainingCurve, layer_response_stds, spread_subset
 from resnetlab.training.session import train
 
 EXPERIMENTS = ("degradation", "cifar-depth", "layer-responses", "identity-shortcuts", "identity-activations",
@@ -200,6 +200,33 @@ def test_statistics_and_claims():
     assert ordered_claim("missing", [rising[0], None], "x", increasing=True).shown is None
 
 
+def test_a_stalled_start_is_noted_from_the_curve():
+    from resnetlab.reproduce.experiments.common import stall_notes
+    from resnetlab.reproduce.results import ExperimentResults, RowResult, RunRecord
+
+    def row(label, gradients):
+        curve = [{"iteration": 50 * (i + 1), "grad_first_conv": g, "train_error": 0.9} for i, g in enumerate(gradients)]
+        run = RunRecord("run", {}, {}, {"iterations": 50 * len(curve)}, [], curve)
+        return RowResult(label, "ResNet", "recipe.yaml", "resnet56", "600 iterations", 128, {}, [run])
+
+    results = ExperimentResults({}, [row("steady", [0.011, 0.008, 0.009]),  # a 1.4-fold dip: no note
+                                     row("stalled", [0.009, 1e-4, 4e-4, 0.003]),
+                                     row("dead", [0.009, 1e-4, 2e-4])])
+    notes = stall_notes(results)
+    assert len(notes) == 2
+    assert notes[0].startswith("stalled stalled early") and "9.0e-03 (iterations 1-50) to 1.0e-04" in notes[0]
+    assert "back above 25% of its first value at iteration 200 (of 200)" in notes[0]
+    assert "still below 25% of its first value at the end (of 150)" in notes[1]
+    from resnetlab.reproduce.experiment import Claim
+    from resnetlab.reproduce.experiments.common import unless_stalled
+
+    claim = Claim("deeper is better", True, "Ours: 80% and 85%.")
+    assert unless_stalled(claim, [results.rows[0]]) is claim
+    judged = unless_stalled(claim, results.rows[:2])
+    assert judged.shown is None and judged.evidence.endswith("Cannot tell at this length: stalled stalled early "
+                                                             "(see the notes below).")
+
+
 def test_steps_to_accuracy():
     curve = [{"iteration": 100, "val_error": 0.7}, {"iteration": 200, "val_error": 0.45},
              {"iteration": 300, "val_error": 0.35}]
@@ -218,9 +245,24 @@ def test_layer_responses_follow_the_bn_scale():
     with torch.no_grad():  # doubling gamma and beta doubles that layer's response and its std
         model.layer1[0].bn2.weight.mul_(2)
         model.layer1[0].bn2.bias.mul_(2)
-    after = layer_response_stds(model, limited_batches([(images, torch.zeros(16, dtype=torch.long))], 16))
+    after = layer_response_stds(model, [(images, torch.zeros(16, dtype=torch.long))])
     assert after[2]["std"] == pytest.approx(2 * before[2]["std"], rel=1e-6)
     assert after[1]["std"] == pytest.approx(before[1]["std"], rel=1e-9)
+
+
+def test_the_held_out_subset_spans_every_class_of_a_sorted_split():
+    # An image folder lists its test images class by class: 10 classes x 100 images here, in batches of 64.
+    labels = torch.arange(10).repeat_interleave(100)
+    images = torch.arange(1000, dtype=torch.float32).view(1000, 1, 1, 1)
+    batches = [(images[i:i + 64], labels[i:i + 64]) for i in range(0, 1000, 64)]
+    subset = spread_subset(iter(batches), 1000, 200, batch_size=128)
+    kept = torch.cat([chunk for chunk, _ in subset]).flatten()
+    kept_labels = torch.cat([chunk for _, chunk in subset])
+    assert [len(chunk) for chunk, _ in subset] == [128, 72]
+    assert torch.bincount(kept_labels, minlength=10).tolist() == [20] * 10  # the leading 200 would be 2 classes
+    assert kept[0] == 0 and kept[-1] == 999 and bool((kept.diff() > 0).all())  # the ends, in order, no repeats
+    assert spread_subset(iter(batches), 1000, 5000)[0][1].shape == (500,)  # capped at the split: all 1000 images
+    assert spread_subset(iter(batches), 1000, 0) == []
 
 
 def test_the_curve_keeps_evaluation_out_of_training_time(tmp_path):

@@ -131,8 +131,10 @@ def test_a_killed_run_resumes_from_its_last_checkpoint_to_the_same_bits(tmp_path
     train(tiny_config(tmp_path, "run.name=straight", *longer), log=quiet)
     recipe = tmp_path / "tiny.yaml"  # the same config for the command line (with no file it starts the quick start)
     save_config(tiny_config(tmp_path, "run.name=killed", *longer), recipe)
+    # The same intra-op thread count as this process: another count sums in another order, other bits.
+    same_threads = {**os.environ, "OMP_NUM_THREADS": str(torch.get_num_threads())}
     process = subprocess.Popen([sys.executable, "-m", "resnetlab", "train", str(recipe)],
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=same_threads)
     checkpoint = tmp_path / "killed" / "last.pt"
     deadline = time.monotonic() + 120
     while not checkpoint.exists() and time.monotonic() < deadline and process.poll() is None:

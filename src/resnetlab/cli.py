@@ -1,5 +1,5 @@
-"""The ``resnetlab`` command line: ``train``, ``eval``, ``predict``, ``models``, ``info``, ``bench``,
-``reproduce`` and ``report``.
+"""The ``resnetlab`` command line: ``train``, ``eval``, ``predict``, ``export``, ``models``, ``info``,
+``bench``, ``reproduce`` and ``report``.
 
 Errors a user can fix (unknown names, bad config values, missing or corrupt files, a diverged loss) print one
 line and exit non-zero; ``--debug`` shows the traceback instead. An interrupted run writes a checkpoint at
@@ -140,6 +140,7 @@ def _split_config_args(items: list[str]) -> tuple[str | None, list[str]]:
 
 def cmd_train(args: argparse.Namespace) -> int:
     from resnetlab.config import load_config
+    from resnetlab.training.distributed import init_distributed, shutdown_distributed
     from resnetlab.training.session import train
     from resnetlab.training.trainer import TrainingInterrupted
 
@@ -153,19 +154,23 @@ def cmd_train(args: argparse.Namespace) -> int:
             print("no config given: running the quick start (ResNet-20 on the built-in synthetic data)")
             overrides = QUICKSTART_OVERRIDES + overrides
         config = load_config(path, overrides)
+    distributed, device = init_distributed(args.device)  # torchrun's processes join their group here
+    say = print if distributed.is_main else (lambda *_, **__: None)
     try:
-        summary = train(config, resume=args.resume, device=args.device, progress=args.progress)
+        summary = train(config, resume=args.resume, device=device, progress=args.progress, distributed=distributed)
     except TrainingInterrupted as stop:
         run_dir = getattr(stop, "run_dir", args.resume)
-        print(f"resnetlab: interrupted ({stop}); a checkpoint was written: continue with "
-              f"`resnetlab train --resume {run_dir}`", file=sys.stderr)
+        say(f"resnetlab: interrupted ({stop}); a checkpoint was written: continue with "
+            f"`resnetlab train --resume {run_dir}`", file=sys.stderr)
         return EXIT_INTERRUPTED
+    finally:
+        shutdown_distributed(distributed)
     final = summary["final_test_error"]
-    print(f"done: test error {100 * final:.2f}% after {summary['epochs']} epochs" if final is not None else "done")
+    say(f"done: test error {100 * final:.2f}% after {summary['epochs']} epochs" if final is not None else "done")
     if summary["test_error_at_best_val"] is not None:
-        print(f"test error at the best validation epoch ({summary['best_epoch']}): "
-              f"{100 * summary['test_error_at_best_val']:.2f}%")
-    print(f"run folder: {summary['run_dir']} (metrics.jsonl, error_curves.png, tensorboard/, last.pt)")
+        say(f"test error at the best validation epoch ({summary['best_epoch']}): "
+            f"{100 * summary['test_error_at_best_val']:.2f}%")
+    say(f"run folder: {summary['run_dir']} (metrics.jsonl, error_curves.png, tensorboard/, last.pt)")
     return 0
 
 
@@ -192,13 +197,25 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
-    from resnetlab.training.inference import load_trained_model, predict_files
+    from resnetlab.deploy import load_predictor
+    from resnetlab.training.inference import predict_files
 
-    trained = load_trained_model(args.checkpoint, device=args.device)
-    for path, ranking in zip(args.images, predict_files(trained, args.images, args.top)):
+    predictor = load_predictor(args.checkpoint, device=args.device)
+    for path, ranking in zip(args.images, predict_files(predictor, args.images, args.top)):
         print(path)
         for rank, (name, probability) in enumerate(ranking, 1):
             print(f"  {rank}. {name:<24} {100 * probability:6.2f}%")
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from resnetlab.deploy.export import FLOAT32_TOLERANCE, export_checkpoint
+
+    result = export_checkpoint(args.checkpoint, args.format, args.out, fuse_bn=args.fuse_bn)
+    sizes = " and ".join(str(n) for n in result.batch_sizes)
+    print(f"wrote {result.path} and its model card {result.card}")
+    print(f"checked against PyTorch on random images at batch {sizes}: max abs difference of the logits "
+          f"{result.max_abs_difference:.3g} (tolerance {FLOAT32_TOLERANCE:g})")
     return 0
 
 
@@ -275,12 +292,22 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--split", choices=("val", "test", "all"), default="all")
     evaluate.add_argument("--device", default="cpu")
     evaluate.set_defaults(handler=cmd_eval)
-    predict = sub.add_parser("predict", help="top-5 classes of image files with a trained checkpoint")
-    predict.add_argument("checkpoint", metavar="CHECKPOINT|RUN")
+    predict = sub.add_parser("predict", help="top-5 classes of image files with a trained or exported model")
+    predict.add_argument("checkpoint", metavar="MODEL", help="a run folder, a checkpoint, or a file written by "
+                         "`resnetlab export` (.safetensors, .onnx, .torchscript.pt, with its .json card beside it)")
     predict.add_argument("images", nargs="+", metavar="IMAGE")
     predict.add_argument("--top", type=int, default=5, help="how many classes to list (default: 5)")
     predict.add_argument("--device", default="cpu")
     predict.set_defaults(handler=cmd_predict)
+    export = sub.add_parser("export", help="write a trained model as ONNX, TorchScript or safetensors, checked "
+                            "against PyTorch", description="Export a checkpoint with a model card (JSON) beside it. "
+                            "ONNX and TorchScript take RGB pixels in [0, 1] (normalization inside the graph) with a "
+                            "dynamic batch axis; each export is run back and compared with PyTorch.")
+    export.add_argument("checkpoint", metavar="CHECKPOINT|RUN")
+    export.add_argument("--format", choices=("onnx", "torchscript", "safetensors"), required=True)
+    export.add_argument("--out", default=None, help="output file (default: RUN/export/<name><suffix>)")
+    export.add_argument("--fuse-bn", action="store_true", help="fold BN into the convolutions first (inference only)")
+    export.set_defaults(handler=cmd_export)
     models = sub.add_parser("models", help="list every model with depth, parameters and multiply-adds")
     models.add_argument("pattern", nargs="?", help="shell pattern on the name, e.g. 'preact*'")
     models.set_defaults(handler=cmd_models)
@@ -333,6 +360,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     from resnetlab.bench.training import BenchError
     from resnetlab.data.errors import DataError
+    from resnetlab.deploy.export import ExportError
     from resnetlab.training.checkpoint import CheckpointError
     from resnetlab.training.trainer import TrainingDiverged
 
@@ -343,7 +371,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise
         print(f"resnetlab: error: {error}", file=sys.stderr)
         return EXIT_DIVERGED
-    except (ValueError, TypeError, KeyError, OSError, DataError, CheckpointError, BenchError) as error:
+    except (ValueError, TypeError, KeyError, OSError, DataError, CheckpointError, BenchError,
+            ExportError) as error:
         if args.debug:
             raise
         message = error.args[0] if isinstance(error, KeyError) and error.args else error

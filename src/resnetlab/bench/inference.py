@@ -19,22 +19,20 @@ timed alone with `time.perf_counter`, and the median, min and max are over all t
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import datetime
-import logging
 import math
 import os
 import statistics
 import tempfile
 import time
-import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 
 import torch
 from torch import nn
 
+from resnetlab.deploy.export import quiet_exporters
 from resnetlab.training.performance import describe_error
 
 VARIANTS = ("eager", "folded", "folded_channels_last", "folded_channels_last_compiled", "onnxruntime")
@@ -144,7 +142,7 @@ def _build_compiled(model: nn.Module, images: torch.Tensor) -> Callable[[], torc
     torch._dynamo.reset()  # a fresh dynamo cache: no graph from an earlier model is reused
     compiled = torch.compile(model)
     try:
-        with inductor_config.patch(freezing=True), _quiet():
+        with inductor_config.patch(freezing=True), quiet_exporters():
             compiled(images)
     except Exception as error:  # noqa: BLE001 (any compile failure: report it and go on without this variant)
         raise VariantUnavailable(f"compile failed: {describe_error(error)[:300]}") from None
@@ -152,43 +150,21 @@ def _build_compiled(model: nn.Module, images: torch.Tensor) -> Callable[[], torc
 
 
 def _build_onnxruntime(folded: nn.Module, images: torch.Tensor, directory: str) -> Callable[[], torch.Tensor]:
+    from resnetlab.deploy.export import export_onnx, onnx_runner
+
     try:
-        import onnxruntime
+        import onnxruntime  # noqa: F401
         import onnxscript  # noqa: F401  (the dynamo exporter needs it)
     except ImportError as error:
         raise VariantUnavailable(f"onnxruntime/onnxscript not importable ({error}); pip install -e '.[onnx]'",
                                  "skipped") from None
     path = os.path.join(directory, "model.onnx")
     try:
-        with _quiet():
-            torch.onnx.export(folded, (images,), path, input_names=["images"], output_names=["logits"],
-                              dynamic_shapes={"x": {0: torch.export.Dim("batch")}}, dynamo=True,
-                              verbose=False)
-    except Exception as error:  # noqa: BLE001
+        export_onnx(folded, images, path)
+    except Exception as error:  # noqa: BLE001  (ExportError and whatever the exporter raises)
         raise VariantUnavailable(f"ONNX export failed: {describe_error(error)[:300]}") from None
-    options = onnxruntime.SessionOptions()
-    options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_ALL
-    options.intra_op_num_threads = torch.get_num_threads()  # same thread count as PyTorch
-    # ORT's idle threads otherwise spin for a while after each call, taking the cores from whatever runs next
-    # (the next variant of an interleaved round); PyTorch's OpenMP threads do not.
-    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    session = onnxruntime.InferenceSession(path, options, providers=["CPUExecutionProvider"])
-    feed = {"images": images.numpy()}
-    return lambda: torch.from_numpy(session.run(None, feed)[0])
-
-
-@contextlib.contextmanager
-def _quiet():
-    """Silence the exporter's and compiler's warnings (deprecations, missing torchvision ops)."""
-    logger = logging.getLogger("torch.onnx")
-    level = logger.level
-    logger.setLevel(logging.ERROR)
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            yield
-    finally:
-        logger.setLevel(level)
+    run = onnx_runner(path)  # same thread count as PyTorch, no spinning between calls
+    return lambda: run(images)
 
 
 # ---- measuring ----

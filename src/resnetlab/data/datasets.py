@@ -129,18 +129,23 @@ class DataBundle:
 
 
 def build_data(config: DataConfig, seed: int, batch_size: int, device: torch.device | str = "cpu",
-               normalizer: Normalizer | None = None) -> DataBundle:
+               normalizer: Normalizer | None = None, shard: tuple[int, int] = (0, 1)) -> DataBundle:
     """Training and evaluation batches for a data config: in memory for small images, streamed for large.
 
-    ``normalizer``: statistics already known (a checkpoint's), so they are not computed again."""
+    ``normalizer``: statistics already known (a checkpoint's), so they are not computed again. ``shard``:
+    (rank, world size) of data-parallel training: this rank's slice of every global training batch of
+    ``batch_size``, and every world-size-th image of the evaluation splits (`split_sizes` stay the full ones)."""
     from resnetlab.data.batches import ArrayBatches, eval_batches
 
     if uses_streaming(config):
-        return _build_streaming(config, seed, batch_size, device, normalizer)
+        return _build_streaming(config, seed, batch_size, device, normalizer, shard)
     arrays = load_arrays(config)
     normalizer = normalizer or Normalizer.from_training_images(arrays.train_images, config.normalization)
-    train = ArrayBatches(arrays.train_images, arrays.train_labels, batch_size, normalizer, config.augment, seed, device)
-    splits = {"val": (arrays.val_images, arrays.val_labels), "test": (arrays.test_images, arrays.test_labels)}
+    train = ArrayBatches(arrays.train_images, arrays.train_labels, batch_size, normalizer, config.augment, seed, device,
+                         shard)
+    rank, world_size = shard
+    splits = {"val": (arrays.val_images[rank::world_size], arrays.val_labels[rank::world_size]),
+              "test": (arrays.test_images[rank::world_size], arrays.test_labels[rank::world_size])}
     evaluators = {name: (lambda images=images, labels=labels: eval_batches(images, labels, normalizer, device=device))
                   for name, (images, labels) in splits.items()}
     sizes = {"train": len(arrays.train_labels), "val": len(arrays.val_labels), "test": len(arrays.test_labels)}
@@ -149,7 +154,7 @@ def build_data(config: DataConfig, seed: int, batch_size: int, device: torch.dev
 
 
 def _build_streaming(config: DataConfig, seed: int, batch_size: int, device,
-                     normalizer: Normalizer | None) -> DataBundle:
+                     normalizer: Normalizer | None, shard: tuple[int, int]) -> DataBundle:
     from resnetlab.data.streaming_batches import (
         StreamingBatches,
         channel_normalizer,
@@ -160,9 +165,12 @@ def _build_streaming(config: DataConfig, seed: int, batch_size: int, device,
     train, val, test, classes = list_streaming_splits(config.root, config.validation_size, config.split_seed)
     normalizer = normalizer or channel_normalizer(train[0], config.crop, config.eval_resize, config.skip_bad)
     batches = StreamingBatches(*train, batch_size, normalizer, config.augment, seed, config.crop,
-                               tuple(config.scale), config.eval_resize, config.num_workers, config.skip_bad, device)
+                               tuple(config.scale), config.eval_resize, config.num_workers, config.skip_bad, device,
+                               shard)
+    rank, world_size = shard
     evaluators = {name: (lambda split=split: streaming_eval_batches(
-        *split, normalizer, config.crop, config.eval_resize, config.ten_crop, num_workers=config.num_workers,
-        skip_bad=config.skip_bad, device=device)) for name, split in (("val", val), ("test", test))}
+        split[0][rank::world_size], split[1][rank::world_size], normalizer, config.crop, config.eval_resize,
+        config.ten_crop, num_workers=config.num_workers, skip_bad=config.skip_bad, device=device))
+        for name, split in (("val", val), ("test", test))}
     sizes = {"train": len(train[0]), "val": len(val[0]), "test": len(test[0])}
     return DataBundle(batches, tuple(classes), normalizer, config.crop, config.eval_resize, sizes, [], evaluators)

@@ -43,8 +43,9 @@ class StreamingBatches:
 
     def __init__(self, paths: Sequence[Path], labels: Sequence[int], batch_size: int, normalizer: Normalizer,
                  augment: bool, seed: int, crop: int = 224, scale: tuple[int, int] = (256, 480), resize: int = 256,
-                 num_workers: int = 2, skip_bad: bool = False, device: torch.device | str = "cpu") -> None:
-        self.paths, self.labels = list(paths), list(labels)
+                 num_workers: int = 2, skip_bad: bool = False, device: torch.device | str = "cpu",
+                 shard: tuple[int, int] = (0, 1)) -> None:
+        self.paths, self.labels, self.shard = list(paths), list(labels), shard
         self.batch_size, self.normalizer, self.seed, self.num_workers = batch_size, normalizer, seed, num_workers
         self.transform = train_transform(crop, tuple(scale)) if augment else eval_transform(crop, resize)
         self.skip_bad, self.device = skip_bad, torch.device(device)
@@ -58,8 +59,13 @@ class StreamingBatches:
 
     def batches(self, epoch: int, start: int = 0) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         dataset = StreamingImageDataset(self.paths, self.labels, self.transform, self.seed, epoch, self.skip_bad)
-        order = list(SeededShuffleSampler(len(dataset), self.seed, epoch))[start * self.batch_size:]
-        for images, labels in _loader(dataset, order, self.batch_size, self.num_workers, True, self.seed, epoch):
+        order = list(SeededShuffleSampler(len(dataset), self.seed, epoch))
+        rank, world_size = self.shard
+        per_rank = self.batch_size // world_size  # this rank's contiguous slice of each global batch
+        firsts = [batch * self.batch_size + rank * per_rank for batch in range(start, self.num_batches)]
+        mine = [i for first in firsts for i in order[first:first + per_rank]]
+        # Workers are seeded by rank too, though the transforms draw from (seed, epoch, image) generators.
+        for images, labels in _loader(dataset, mine, per_rank, self.num_workers, True, self.seed + rank, epoch):
             yield self.normalizer(images.to(self.device)), labels.to(self.device)
 
 

@@ -51,8 +51,16 @@ def resolve_config(row: Row, budget: str, plan: Plan, seed: int, data: Sequence[
     return load_config(row.recipe_path, overrides)
 
 
+ADDED_LATER = (("model", "sync_bn", False),)  # (section, key, default) of config keys newer than the first runs
+
+
 def run_name(row: Row, budget: str, seed: int, config: Config) -> str:
     settings = {key: value for key, value in to_dict(config).items() if key != "run"}
+    # Keys added to the config after runs were named leave the name alone at their default, so finished runs
+    # keep being found (a reproduction never trains with them on).
+    for section, key, default in ADDED_LATER:
+        if settings[section].get(key) == default:
+            settings[section].pop(key)
     digest = hashlib.sha1(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:8]
     return f"{Path(row.recipe).stem}-{budget}-s{seed}-{digest}"
 

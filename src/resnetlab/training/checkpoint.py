@@ -74,9 +74,18 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     try:
         return torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as error:
-        first_line = str(error).strip().splitlines()[0] if str(error).strip() else "unsafe content"
         raise CheckpointError(f"refusing to load {path}: it asks for more than tensors and plain data "
-                              f"({first_line}); only load files you trust with other tools") from None
+                              f"({_unpickler_reason(error)}); only load files you trust with other tools") from None
     except (RuntimeError, EOFError, OSError, ValueError) as error:
         raise CheckpointError(f"checkpoint {path} is unreadable or truncated ({type(error).__name__}); "
                               "resume from an earlier checkpoint or retrain") from None
+
+
+def _unpickler_reason(error: Exception) -> str:
+    """The line of torch's weights-only refusal that names what the file asked for (e.g. ``GLOBAL posix.system``);
+    torch's message opens with generic advice about ``weights_only=False``, which we do not give."""
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    for line in lines:
+        if "GLOBAL" in line or "WeightsUnpickler error:" in line:
+            return line.split("WeightsUnpickler error:", 1)[-1].strip().rstrip(".")
+    return lines[-1] if lines else "unsafe content"

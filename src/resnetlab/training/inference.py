@@ -12,7 +12,7 @@ from resnetlab.config import Config, config_from_dict
 from resnetlab.data.augment import Normalizer, nhwc_to_nchw
 from resnetlab.data.errors import DataError
 from resnetlab.models import create_model
-from resnetlab.training.checkpoint import LAST_CHECKPOINT, load_checkpoint
+from resnetlab.training.checkpoint import LAST_CHECKPOINT, CheckpointError, load_checkpoint
 
 
 @dataclass
@@ -35,6 +35,9 @@ def resolve_checkpoint(path: str | Path) -> Path:
 def load_trained_model(path: str | Path, device: str = "cpu") -> TrainedModel:
     checkpoint_path = resolve_checkpoint(path)
     checkpoint = load_checkpoint(checkpoint_path)
+    if not isinstance(checkpoint, dict) or "config" not in checkpoint or "model" not in checkpoint:
+        raise CheckpointError(f"{checkpoint_path} is not a resnetlab checkpoint (no config and model inside); for "
+                              "plain weights (torchvision, other scripts) use resnetlab.load_weights(model, path)")
     config = config_from_dict(checkpoint["config"])
     classes = list(checkpoint["classes"])
     model = create_model(config.model.name, num_classes=config.model.num_classes or len(classes),
@@ -67,14 +70,12 @@ def read_image(path: str | Path, size: int, resize: int | None = None) -> np.nda
         raise DataError(f"image {path} is unreadable or corrupt ({type(error).__name__}); check the file") from None
 
 
-@torch.no_grad()
-def predict_files(trained: TrainedModel, paths: list[str | Path], top: int = 5) -> list[list[tuple[str, float]]]:
-    """Top-k (class name, probability) for each image file."""
-    images = np.stack([read_image(p, trained.image_size, trained.eval_resize) for p in paths])
-    device = next(trained.model.parameters()).device
-    logits = trained.model(trained.normalizer(nhwc_to_nchw(images).to(device)))
-    probabilities = logits.softmax(1)
+def predict_files(predictor, paths: list[str | Path], top: int = 5) -> list[list[tuple[str, float]]]:
+    """Top-k (class name, probability) for each image file; ``predictor`` is a `resnetlab.deploy.Predictor`
+    (any saved model: `load_predictor`)."""
+    images = np.stack([read_image(p, predictor.image_size, predictor.eval_resize) for p in paths])
+    probabilities = predictor.logits(nhwc_to_nchw(images)).softmax(1)
     k = min(top, probabilities.shape[1])
     values, indices = probabilities.topk(k, dim=1)
-    return [[(trained.classes[i], float(v)) for v, i in zip(row_v, row_i)] for row_v, row_i in
+    return [[(predictor.classes[i], float(v)) for v, i in zip(row_v, row_i)] for row_v, row_i in
             zip(values.tolist(), indices.tolist())]

@@ -12,24 +12,30 @@ METRICS_FILE = "metrics.jsonl"
 
 
 class MetricsLog:
-    """Appends epoch records; on resume, drops records written after the checkpoint being resumed."""
+    """Appends epoch records; on resume, drops records written after the checkpoint being resumed.
+
+    ``write=False`` keeps the records in memory only (the ranks other than 0 of a distributed run)."""
 
     def __init__(self, run_dir: str | Path, resume_after_iteration: int | None = None, tensorboard: bool = True,
-                 filename: str = METRICS_FILE):
+                 filename: str = METRICS_FILE, write: bool = True):
         self.path = Path(run_dir) / filename
+        self.write = write
         self.records: list[dict] = []
         if resume_after_iteration is not None and self.path.exists():
             kept = [r for r in read_metrics(self.path) if r["iteration"] <= resume_after_iteration]
-            self.path.write_text("".join(json.dumps(r) + "\n" for r in kept))
+            if write:
+                self.path.write_text("".join(json.dumps(r) + "\n" for r in kept))
             self.records = kept
         self.writer = None
-        if tensorboard:
+        if tensorboard and write:
             from torch.utils.tensorboard import SummaryWriter  # imported here: it is slow to import
 
             self.writer = SummaryWriter(str(Path(run_dir) / "tensorboard"), purge_step=resume_after_iteration)
 
     def append(self, record: dict) -> None:
         self.records.append(record)
+        if not self.write:
+            return
         with open(self.path, "a") as handle:
             handle.write(json.dumps(record) + "\n")
         if self.writer is not None:

@@ -7,8 +7,9 @@ the checkpoint it resumes from, like ``metrics.jsonl``.
 
 `TrainingCurve` is what the reproductions use: every ``every`` iterations one record of the window's mean
 training loss and error (what the papers plot as training error), the mean absolute gradient of the first
-convolution's weights (the stochastic-depth paper's Fig. 8 measure), and optionally the error on the first
-``eval_images`` images of a held-out split (a cheap test curve between the full evaluations at epoch ends).
+convolution's weights (the stochastic-depth paper's Fig. 8 measure), and optionally the error on a fixed
+subset of ``eval_images`` images of a held-out split (a cheap test curve between the full evaluations at epoch
+ends), spread evenly over the split so that every class is in it.
 """
 
 from __future__ import annotations
@@ -41,15 +42,29 @@ def first_conv(model: nn.Module) -> nn.Conv2d:
     raise ValueError(f"{type(model).__name__} has no convolution")
 
 
-def limited_batches(batches, max_images: int):
-    """The leading batches of an evaluation split, cut to ``max_images`` images (a fixed subset: no shuffling)."""
-    seen = 0
+def spread_subset(batches, split_size: int, max_images: int, batch_size: int = 500) -> list:
+    """A fixed subset of an evaluation split: ``max_images`` images evenly spaced over its ``split_size``.
+
+    Image folders list their images class by class (CIFAR-10's JPEG copy: 1000 airplanes, then 1000 cars...),
+    so the leading images would hold one or two classes; every k-th image holds all of them in proportion.
+    Returns the subset as a list of (images, labels) batches of at most ``batch_size``, kept to be reused.
+    """
+    count = min(max_images, split_size)
+    if count < 1:
+        return []
+    wanted = torch.linspace(0, split_size - 1, count).round().long()
+    kept_images, kept_labels, offset = [], [], 0
     for images, labels in batches:
-        if seen >= max_images:
-            return
-        keep = min(len(labels), max_images - seen)
-        seen += keep
-        yield images[:keep], labels[:keep]
+        inside = wanted[(wanted >= offset) & (wanted < offset + len(labels))] - offset
+        if len(inside):
+            kept_images.append(images[inside.to(images.device)])
+            kept_labels.append(labels[inside.to(labels.device)])
+        offset += len(labels)
+        if offset > int(wanted[-1]):
+            break
+    images, labels = torch.cat(kept_images), torch.cat(kept_labels)
+    return [(images[start:start + batch_size], labels[start:start + batch_size])
+            for start in range(0, len(labels), batch_size)]
 
 
 class TrainingCurve:
@@ -60,6 +75,7 @@ class TrainingCurve:
             raise ValueError(f"every must be >= 1 iteration, got {every}")
         self.every, self.eval_images, self.split, self.filename = every, eval_images, split, filename
         self._log: MetricsLog | None = None
+        self._held_out: list | None = None  # the subset's batches, gathered at the first evaluation
         self._reset_window()
 
     def _reset_window(self) -> None:
@@ -91,8 +107,10 @@ class TrainingCurve:
         from resnetlab.training.trainer import evaluate
 
         started = time.perf_counter()
-        batches = limited_batches(run.data.eval_batches(self.split), self.eval_images)
-        result = evaluate(run.model, batches, len(run.data.classes), run.memory_format)
+        if self._held_out is None:
+            self._held_out = spread_subset(run.data.eval_batches(self.split), run.data.split_sizes[self.split],
+                                           self.eval_images)
+        result = evaluate(run.model, self._held_out, len(run.data.classes), run.memory_format)
         run.model.train()
         # Evaluation is not training: keep it out of the epoch's training time (and images/s).
         run.state.epoch_seconds -= time.perf_counter() - started

@@ -25,6 +25,7 @@ from resnetlab.data.seeding import torch_seed
 from resnetlab.layers.stochastic_depth import set_gate_generator
 from resnetlab.models import create_model
 from resnetlab.training.checkpoint import capture_rng_state, restore_rng_state
+from resnetlab.training.distributed import SINGLE, Distributed, check_global_batch, wrap_for_training
 from resnetlab.training.performance import memory_format, prepare_forward, should_compile, tune_allocator
 from resnetlab.training.schedules import LRSchedule, epochs_to_iterations
 
@@ -70,9 +71,10 @@ class Run:
     total_iterations: int
     device: torch.device
     gate_generator: torch.Generator
-    forward: Callable[[torch.Tensor], torch.Tensor]  # the model, or its compiled form, for training steps
+    forward: Callable[[torch.Tensor], torch.Tensor]  # the model (DDP-wrapped, compiled) for training steps
     memory_format: torch.memory_format  # of the model's activations; input batches are put in it
     state: TrainState = field(default_factory=TrainState)
+    distributed: Distributed = SINGLE  # this process's rank among the data-parallel processes
 
     @property
     def autocast(self) -> torch.autocast:
@@ -99,25 +101,34 @@ def make_schedule(config: Config, iterations_per_epoch: int, total_iterations: i
                       warmup_lr=warmup.lr, warmup_threshold=warmup.threshold)
 
 
-def build_run(config: Config, device: str | torch.device = "cpu", log: Callable[[str], None] = print) -> Run:
-    seed_everything(config.train.seed, config.train.deterministic)
+def build_run(config: Config, device: str | torch.device = "cpu", log: Callable[[str], None] = print,
+              distributed: Distributed = SINGLE) -> Run:
+    """Data, model, optimizer and schedule of a config; under torchrun (``distributed``) this rank's shard of
+    the data and the model wrapped in DistributedDataParallel (with SyncBatchNorm if ``model.sync_bn``)."""
+    seed_everything(config.train.seed, config.train.deterministic)  # the same on every rank: the same init
     if config.train.tune_allocator:
         tune_allocator()
     device = torch.device(device)
-    data = build_data(config.data, config.train.seed, config.train.batch_size, device)
+    if distributed.enabled:
+        check_global_batch(config.train.batch_size, distributed)
+    data = build_data(config.data, config.train.seed, config.train.batch_size, device, shard=distributed.shard())
     num_classes = config.model.num_classes or len(data.classes)
     model = create_model(config.model.name, num_classes=num_classes, **model_options(config.model)).to(device)
     gate_generator = torch.Generator()  # CPU: the gates are decided on the host, no device sync
     set_gate_generator(model, gate_generator)
     total = config.train.iterations or config.train.epochs * data.train.num_batches
-    forward = prepare_forward(model, channels_last=config.train.channels_last,
+    # The memory format is set before DDP wraps the model: DDP's gradient buckets follow the parameters' strides.
+    model.to(memory_format=memory_format(config.train.channels_last))
+    trained = wrap_for_training(model, distributed, device, config.model.sync_bn)
+    model = getattr(trained, "module", trained)  # SyncBatchNorm replaced the BN layers inside it
+    forward = prepare_forward(trained, channels_last=config.train.channels_last,
                               compile=should_compile(config.train.compile, total, model), log=log)
     # foreach: one kernel per operation over all parameters instead of one per parameter (fewer launches).
     optimizer = torch.optim.SGD(model.parameters(), lr=config.train.lr, momentum=config.train.momentum,
                                 nesterov=config.train.nesterov, weight_decay=config.train.weight_decay, foreach=True)
     schedule = make_schedule(config, data.train.num_batches, total)
     return Run(config, data, model, optimizer, schedule, total, device, gate_generator, forward,
-               memory_format(config.train.channels_last))
+               memory_format(config.train.channels_last), distributed=distributed)
 
 
 def top_k_errors(logits: torch.Tensor, labels: torch.Tensor, ks: tuple[int, ...]) -> list[int]:
@@ -129,8 +140,11 @@ def top_k_errors(logits: torch.Tensor, labels: torch.Tensor, ks: tuple[int, ...]
 
 @torch.no_grad()
 def evaluate(model: torch.nn.Module, batches, num_classes: int,
-             memory_format: torch.memory_format = torch.contiguous_format) -> dict | None:
-    """Loss, top-1 and (for more than 10 classes) top-5 error over a split; None for an empty split."""
+             memory_format: torch.memory_format = torch.contiguous_format,
+             distributed: Distributed = SINGLE) -> dict | None:
+    """Loss, top-1 and (for more than 10 classes) top-5 error over a split; None for an empty split.
+
+    ``distributed``: ``batches`` are this rank's shard of the split; the counts are summed over the ranks."""
     model.eval()
     ks = (1, 5) if num_classes > 10 else (1,)
     total, loss_sum, errors = 0, 0.0, [0] * len(ks)
@@ -144,6 +158,7 @@ def evaluate(model: torch.nn.Module, batches, num_classes: int,
         loss_sum += float(F.cross_entropy(logits, labels, reduction="sum"))
         errors = [e + n for e, n in zip(errors, top_k_errors(logits, labels, ks))]
         total += len(labels)
+    total, loss_sum, *errors = distributed.sum([total, loss_sum, *errors])
     if total == 0:
         return None
     result = {"loss": loss_sum / total, "error": errors[0] / total}
@@ -189,33 +204,40 @@ def train_one_epoch(run: Run, stop: StopFlag, on_step=None, stop_at_iteration: i
         lr = run.schedule.lr(state.iteration, state.warmup_done_at if warmup is not None else None)
         for group in optimizer.param_groups:
             group["lr"] = lr
+        # The same gates on every rank: a pure function of (seed, iteration).
         run.gate_generator.manual_seed(torch_seed(config.train.seed, state.iteration, GATE_STREAM))
         with run.autocast:
             logits = run.forward(images.contiguous(memory_format=run.memory_format))
         loss = F.cross_entropy(logits.float(), labels)
-        loss_value = loss.item()
+        wrong = int((logits.detach().argmax(1) != labels).sum())
+        # Summed over ranks (one small all-reduce), so that the NaN check, the warm-up rule and a stop request
+        # act at the same step on every rank; in one process these are the batch's own numbers.
+        loss_sum, batch_wrong, batch_images, stop_votes = run.distributed.sum(
+            [loss.item() * len(labels), wrong, len(labels), float(stop.raised is not None)])
+        batch_wrong, batch_images = int(batch_wrong), int(batch_images)
+        loss_value = loss_sum / batch_images
         if not math.isfinite(loss_value):
             raise TrainingDiverged(f"loss became {loss_value} at iteration {state.iteration} (epoch {state.epoch + 1}, "
                                    f"lr {lr:g}); the last good checkpoint is kept: lower train.lr or add a warm-up")
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
-        batch_wrong = int((logits.detach().argmax(1) != labels).sum())
-        state.epoch_seen += len(labels)
-        state.epoch_loss_sum += loss_value * len(labels)
+        state.epoch_seen += batch_images
+        state.epoch_loss_sum += loss_sum
         state.epoch_wrong += batch_wrong
-        state.recent_errors = (state.recent_errors + [batch_wrong / len(labels)])[-WARMUP_ERROR_WINDOW:]
+        state.recent_errors = (state.recent_errors + [batch_wrong / batch_images])[-WARMUP_ERROR_WINDOW:]
         if warmup is not None and state.warmup_done_at is None:
             state.warmup_done_at = warmup.update(state.iteration, sum(state.recent_errors) / len(state.recent_errors))
         state.iteration += 1
         state.batch += 1
         if on_step is not None:
-            on_step(state, loss_value, batch_wrong / len(labels))
+            on_step(state, loss_value, batch_wrong / batch_images)
         if state.iteration >= run.total_iterations:
             break
-        if stop.raised or (stop_at_iteration is not None and state.iteration >= stop_at_iteration):
+        if stop_votes or (stop_at_iteration is not None and state.iteration >= stop_at_iteration):
             state.epoch_seconds += time.perf_counter() - started
-            raise TrainingInterrupted(stop.raised or f"stop_at_iteration={stop_at_iteration}")
+            raise TrainingInterrupted(stop.raised or ("stopped on another rank" if stop_votes else
+                                                      f"stop_at_iteration={stop_at_iteration}"))
     state.epoch_seconds += time.perf_counter() - started
     seen = max(state.epoch_seen, 1)
     return {"train_loss": state.epoch_loss_sum / seen, "train_error": state.epoch_wrong / seen,
@@ -233,6 +255,7 @@ def checkpoint_state(run: Run) -> dict:
     return {
         "format": 1,
         "config": to_dict(run.config),
+        "world_size": run.distributed.world_size,
         "model": run.model.state_dict(),
         "optimizer": run.optimizer.state_dict(),
         "train_state": dict(vars(run.state)),

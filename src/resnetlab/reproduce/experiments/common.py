@@ -8,6 +8,9 @@ import itertools
 from resnetlab.reproduce.experiment import Claim
 from resnetlab.reproduce.results import ExperimentResults, RowResult
 
+STALL_FACTOR = 20  # a first-layer gradient this many times below its first window's means the net stalled
+RECOVERED_FRACTION = 0.25  # ... and back above this fraction of the first window's: training again
+
 
 def first_finished(row: RowResult | None):
     """The lowest-seed finished run of a row (figures show one run per row), or None."""
@@ -60,9 +63,57 @@ def budget_notes(results: ExperimentResults) -> list[str]:
     elif data["name"] == "synthetic":
         notes.append("Data: the built-in synthetic texture classes, not CIFAR-10: this budget checks that the "
                      "experiment runs end to end, its numbers say nothing about the paper.")
+    notes += stall_notes(results)
     seeds = len(manifest["seeds"])
     if seeds == 1:
         notes.append("Seeds: one run per row, so no spread is shown; differences of a point or two between rows "
                      "are within what a second seed could change (the ResNet paper's ResNet-110 varies by "
                      "+-0.16 over 5 runs at the full budget).")
+    return notes
+
+
+def stall(row: RowResult | None) -> dict | None:
+    """Where a row's first steps diverged and stalled the net, from its training curve: the window where the
+    mean |gradient| of the first convolution was lowest, when that is more than `STALL_FACTOR`-fold below the
+    first window's (None: no stall, or no curve)."""
+    run = first_finished(row)
+    curve = [r for r in (run.curve if run else []) if r.get("grad_first_conv") is not None]
+    if len(curve) < 2 or not curve[0]["grad_first_conv"]:
+        return None
+    start = curve[0]["grad_first_conv"]
+    lowest = min(curve, key=lambda r: r["grad_first_conv"])
+    if lowest["grad_first_conv"] * STALL_FACTOR > start:
+        return None
+    later = [r for r in curve if r["iteration"] > lowest["iteration"]]
+    back = next((r for r in later if r["grad_first_conv"] >= RECOVERED_FRACTION * start), None)
+    return {"start": start, "first_window_end": curve[0]["iteration"], "lowest": lowest, "back": back,
+            "end": curve[-1]["iteration"]}
+
+
+def unless_stalled(claim: Claim, rows: list[RowResult | None]) -> Claim:
+    """``claim``, or "cannot tell" when one of ``rows`` stalled early: its numbers measure the stall."""
+    stalled = [row.label for row in rows if row is not None and stall(row) is not None]
+    if not stalled or claim.shown is None:
+        return claim
+    return Claim(claim.statement, None, f"{claim.evidence} Cannot tell at this length: {', '.join(stalled)} "
+                 "stalled early (see the notes below).")
+
+
+def stall_notes(results: ExperimentResults) -> list[str]:
+    """A note for each row whose first steps diverged and stalled the net (`stall`)."""
+    notes = []
+    for row in results.rows:
+        found = stall(row)
+        if found is None:
+            continue
+        start, lowest, back = found["start"], found["lowest"], found["back"]
+        recovery = (f"it was back above {RECOVERED_FRACTION:.0%} of its first value at iteration {back['iteration']}"
+                    if back else f"it was still below {RECOVERED_FRACTION:.0%} of its first value at the end")
+        notes.append(f"{row.label} stalled early: the mean |gradient| of its first convolution fell from {start:.1e} "
+                     f"(iterations 1-{found['first_window_end']}) to {lowest['grad_first_conv']:.1e} (window ending "
+                     f"at iteration {lowest['iteration']}), with the training error at "
+                     f"{100 * lowest['train_error']:.0f}%, and {recovery} (of {found['end']}). Its first "
+                     "steps at the recipe's learning rate diverged and left the net near chance; a short run "
+                     "spends much of its length recovering, so its errors say little about the depth itself. (He "
+                     "et al. start ResNet-110 at a learning rate of 0.01 for this reason.)")
     return notes

@@ -9,7 +9,13 @@ from pathlib import Path
 from resnetlab.reproduce import figures
 from resnetlab.reproduce.budgets import SMOKE, Plan
 from resnetlab.reproduce.experiment import Analysis, Claim, Experiment, Figure, Row, register_experiment
-from resnetlab.reproduce.experiments.common import budget_notes, curve_series, first_finished, median_of
+from resnetlab.reproduce.experiments.common import (
+    budget_notes,
+    curve_series,
+    first_finished,
+    median_of,
+    unless_stalled,
+)
 
 CONSTANT, STOCHASTIC = "ResNet-110 constant depth", "ResNet-110 stochastic depth"
 ROWS = (Row(CONSTANT, "stochastic_depth/table1_cifar10_resnet110_constant.yaml", "constant"),
@@ -61,12 +67,14 @@ def _analyze(results, report_dir: Path) -> Analysis:
                                      f"({1000 * per_step[CONSTANT]:.0f} vs {1000 * per_step[STOCHASTIC]:.0f} ms)."))
     errors = [median_of(constant, "test_error_at_best_val"), median_of(stochastic, "test_error_at_best_val")]
     statement = "Stochastic depth has the lower test error at the best validation epoch."
-    analysis.claims.append(Claim(statement, None, "(a row has no finished run)") if None in errors else Claim(
-        statement, errors[1] < errors[0], f"Ours: {100 * errors[0]:.2f}% constant, {100 * errors[1]:.2f}% stochastic."))
+    analysis.claims.append(Claim(statement, None, "(a row has no finished run)") if None in errors else unless_stalled(
+        Claim(statement, errors[1] < errors[0],
+              f"Ours: {100 * errors[0]:.2f}% constant, {100 * errors[1]:.2f}% stochastic."), [constant, stochastic]))
     means = [_mean(curve_series(row, "grad_first_conv")[1]) for row in (constant, stochastic)]
     statement = "The first layer gets larger gradients with stochastic depth (mean over training)."
-    analysis.claims.append(Claim(statement, None, "(no gradient records)") if None in means else Claim(
-        statement, means[1] > means[0], f"Ours: mean |gradient| {means[0]:.3g} constant, {means[1]:.3g} stochastic."))
+    analysis.claims.append(Claim(statement, None, "(no gradient records)") if None in means else unless_stalled(
+        Claim(statement, means[1] > means[0],
+              f"Ours: mean |gradient| {means[0]:.3g} constant, {means[1]:.3g} stochastic."), [constant, stochastic]))
     return analysis
 
 
