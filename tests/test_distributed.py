@@ -2,7 +2,7 @@
 
 The global batch is the config's ``train.batch_size`` in both, so one step of 2 ranks x B images must give the
 weights one process gets from the same 2B images: exactly so up to float summation order when nothing depends
-on the per-rank batch (no BN, or SyncBatchNorm).
+on the per-rank batch (no BN, or BN over the global batch with ``model.sync_bn``).
 """
 
 import json
@@ -86,15 +86,6 @@ def test_two_ranks_of_batch_b_step_like_one_process_of_batch_2b(tmp_path):
     assert records[-1]["train_loss"] == pytest.approx(singles[-1]["train_loss"], rel=1e-4)
 
 
-def test_per_rank_bn_is_the_one_thing_that_differs(tmp_path):
-    # Without SyncBN each rank normalizes its own 8 images: another computation, so the weights differ.
-    overrides = [*SMALL, "model.name=resnet20", "train.iterations=2"]
-    reference = single_process(overrides, tmp_path / "single")
-    torchrun_train(overrides, f"run.out_dir={tmp_path}", "run.name=ddp", cwd=tmp_path)
-    assert largest_difference(load_checkpoint(tmp_path / "ddp" / "last.pt")["model"],
-                              reference["model"]) > 10 * WEIGHT_TOLERANCE
-
-
 def test_stochastic_depth_gates_match_across_ranks(tmp_path):
     overrides = [*SMALL, "model.name=resnet20", "model.options.stochastic_depth=0.5", "train.iterations=6"]
     torchrun(WORKER, "gates", tmp_path, *overrides, cwd=tmp_path)
@@ -116,18 +107,29 @@ def test_a_two_rank_run_resumes_to_the_uninterrupted_weights(tmp_path):
     assert largest_difference(straight, resumed) == 0.0
 
 
-def test_sync_bn_on_cpu_processes_is_refused_in_one_line(tmp_path):
-    overrides = [*SMALL, "model.name=resnet20", "model.sync_bn=true", "train.iterations=1"]
-    config = tmp_path / "config.yaml"
-    save_config(load_config(None, overrides), config)
-    command = [sys.executable, "-m", "torch.distributed.run", f"--nproc-per-node={RANKS}", "--master-addr=127.0.0.1",
-               f"--master-port={free_port()}", "-m", "resnetlab", "train", str(config), f"run.out_dir={tmp_path}"]
-    result = subprocess.run(command, capture_output=True, text=True, cwd=tmp_path, timeout=600,
-                            env={**os.environ, "OMP_NUM_THREADS": "1"})
-    assert result.returncode != 0
-    # Each rank says it in one line; torchrun then reports the failed ranks (with its own traceback).
-    assert result.stderr.count("resnetlab: error: model.sync_bn=true needs GPUs") == RANKS
-    assert "src/resnetlab" not in result.stderr and "site-packages/resnetlab" not in result.stderr
+def test_sync_bn_gives_two_ranks_the_gradients_of_one_process_and_per_rank_bn_does_not(tmp_path):
+    # One float64 step of ResNet-20 through wrap_for_training (the trainer's path): BN over the global batch
+    # (model.sync_bn, on CPU processes our all-reduce BN) is one process's computation up to summation order;
+    # per-rank BN (8 images each) is another computation. Running statistics are compared as well.
+    torchrun(WORKER, "bn-gradients", tmp_path, cwd=tmp_path)
+    results = json.loads((tmp_path / "bn-gradients.json").read_text())
+    assert results["sync_bn"]["gradient"] < 1e-10
+    assert results["sync_bn"]["running_statistics"] < 1e-12
+    assert results["per_rank_bn"]["gradient"] > 1e-3
+    assert results["per_rank_bn"]["running_statistics"] > 1e-3
+
+
+def test_a_sync_bn_run_trains_on_the_global_batch_statistics(tmp_path):
+    # The trainer end to end with model.sync_bn on 2 CPU processes: the running statistics after one step are
+    # those of one process's 16 images (float32: the forward pass is well conditioned, unlike BN's gradients).
+    overrides = [*SMALL, "model.name=resnet20", "train.iterations=1"]
+    reference = single_process(overrides, tmp_path / "single")["model"]
+    torchrun_train([*overrides, "model.sync_bn=true"], f"run.out_dir={tmp_path}", "run.name=ddp", cwd=tmp_path)
+    synchronized = load_checkpoint(tmp_path / "ddp" / "last.pt")["model"]
+    statistics = [key for key in reference if key.endswith(("running_mean", "running_var"))]
+    assert len(statistics) == 2 * 19  # ResNet-20's 19 BN layers
+    assert largest_difference({k: synchronized[k] for k in statistics},
+                              {k: reference[k] for k in statistics}) <= WEIGHT_TOLERANCE
 
 
 def test_rank_shards_concatenate_to_the_single_process_batches():

@@ -28,7 +28,7 @@ class ModelConfig:
     num_classes: int | None = None  # None: the data set's number of classes
     options: dict = field(default_factory=dict)  # create_model options: shortcut, stochastic_depth, ...
     checkpoint_segments: int = 0  # activation checkpointing: recompute the units in this many segments (0: off)
-    sync_bn: bool = False  # under torchrun: BatchNorm2d -> SyncBatchNorm (statistics over the global batch)
+    sync_bn: bool = False  # under torchrun: BN statistics over the global batch (SyncBatchNorm on GPUs, all-reduce BN on CPU)
 
 
 @dataclass(frozen=True)

@@ -117,16 +117,18 @@ def check_global_batch(batch_size: int, context: Distributed) -> int:
 
 def wrap_for_training(model: torch.nn.Module, context: Distributed, device: torch.device,
                       sync_bn: bool) -> torch.nn.Module:
-    """torch's SyncBatchNorm when asked, then DistributedDataParallel; the model itself when not distributed."""
+    """Batch norm over the global batch when asked (torch's SyncBatchNorm on GPUs, our all-reduce BN on CPU
+    processes, where torch's does not run), then DistributedDataParallel; the model itself when not distributed."""
     from resnetlab.layers.stochastic_depth import DropPath
+    from resnetlab.layers.sync_batchnorm import convert_to_all_reduce_bn
 
     if not context.enabled:
         return model
     if sync_bn:
-        if device.type != "cuda":
-            raise ValueError("model.sync_bn=true needs GPUs (torch's SyncBatchNorm runs on CUDA only); train CPU "
-                             "processes without it")
-        model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
+        if device.type == "cuda":
+            model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
+        else:
+            model = convert_to_all_reduce_bn(model)
     # A dropped unit's parameters get no gradient in that step: DDP must be told that parameters may go
     # unused. Every rank drops the same units, so the skipped all-reduce is skipped everywhere.
     gated = any(isinstance(module, DropPath) and module.active and module.mode == "batch"

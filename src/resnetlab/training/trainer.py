@@ -104,7 +104,7 @@ def make_schedule(config: Config, iterations_per_epoch: int, total_iterations: i
 def build_run(config: Config, device: str | torch.device = "cpu", log: Callable[[str], None] = print,
               distributed: Distributed = SINGLE) -> Run:
     """Data, model, optimizer and schedule of a config; under torchrun (``distributed``) this rank's shard of
-    the data and the model wrapped in DistributedDataParallel (with SyncBatchNorm if ``model.sync_bn``)."""
+    the data and the model wrapped in DistributedDataParallel (with BN over the global batch if ``model.sync_bn``)."""
     seed_everything(config.train.seed, config.train.deterministic)  # the same on every rank: the same init
     if config.train.tune_allocator:
         tune_allocator()
@@ -120,7 +120,7 @@ def build_run(config: Config, device: str | torch.device = "cpu", log: Callable[
     # The memory format is set before DDP wraps the model: DDP's gradient buckets follow the parameters' strides.
     model.to(memory_format=memory_format(config.train.channels_last))
     trained = wrap_for_training(model, distributed, device, config.model.sync_bn)
-    model = getattr(trained, "module", trained)  # SyncBatchNorm replaced the BN layers inside it
+    model = getattr(trained, "module", trained)  # sync_bn replaced the BN layers inside it
     forward = prepare_forward(trained, channels_last=config.train.channels_last,
                               compile=should_compile(config.train.compile, total, model), log=log)
     # foreach: one kernel per operation over all parameters instead of one per parameter (fewer launches).
