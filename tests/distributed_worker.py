@@ -67,7 +67,7 @@ def compare_bn_gradients(out_dir: Path) -> None:
         F.cross_entropy(single(images), labels).backward()
         wrapped = wrap_for_training(model, distributed, torch.device(device), sync_bn)
         F.cross_entropy(wrapped(images[mine]), labels[mine]).backward()  # DDP averages the gradients
-        statistics = [key for key, value in single.state_dict().items() if key.endswith(("running_mean", "running_var"))]
+        statistics = [key for key in single.state_dict() if key.endswith(("running_mean", "running_var"))]
         results["sync_bn" if sync_bn else "per_rank_bn"] = {
             "gradient": relative_differences({k: p.grad for k, p in model.named_parameters()},
                                              {k: p.grad for k, p in single.named_parameters()}),

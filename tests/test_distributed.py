@@ -150,3 +150,20 @@ def test_rank_shards_concatenate_to_the_single_process_batches():
         assert torch.equal(torch.cat([part[0] for part in parts]), whole[0])  # same crops and flips
         assert torch.equal(torch.cat([part[1] for part in parts]), whole[1])
     assert index == 3
+
+
+def test_all_reduce_bn_conversion_keeps_the_weights_and_is_plain_bn_in_one_process():
+    from resnetlab.layers.sync_batchnorm import AllReduceBatchNorm, convert_to_all_reduce_bn
+    from resnetlab.models import create_model
+
+    torch.manual_seed(0)
+    plain = create_model("resnet20")
+    converted = convert_to_all_reduce_bn(create_model("resnet20"))
+    converted.load_state_dict(plain.state_dict())  # the same keys: checkpoints move between the two
+    assert sum(isinstance(m, AllReduceBatchNorm) for m in converted.modules()) == 19
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) and not isinstance(m, AllReduceBatchNorm)
+                   for m in converted.modules())
+    images = torch.randn(4, 3, 16, 16)
+    assert torch.equal(converted.train()(images), plain.train()(images))  # no process group: BN's own kernel
+    statistic = "layer2.1.bn1.running_var"
+    assert torch.equal(converted.state_dict()[statistic], plain.state_dict()[statistic])
