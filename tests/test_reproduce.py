@@ -227,6 +227,33 @@ def test_a_stalled_start_is_noted_from_the_curve():
                                                              "(see the notes below).")
 
 
+def test_claims_over_depth_leave_out_stalled_rows_whichever_way_they_would_point():
+    from types import SimpleNamespace
+
+    from resnetlab.reproduce.experiments.common import ordered_among_unstalled
+
+    class Row:
+        def __init__(self, label, value, gradients):
+            curve = [{"iteration": 50 * (i + 1), "grad_first_conv": g, "train_error": 0.9}
+                     for i, g in enumerate(gradients)]
+            self.label, self._value = label, value
+            self.runs = [SimpleNamespace(finished=True, curve=curve)]
+
+        def stats(self, key):
+            return Stats((self._value,))
+
+    steady, stalled = [0.01, 0.008, 0.009], [0.01, 1e-4, 2e-4]
+    rows = [Row("net-20", 0.40, steady), Row("net-32", 0.45, steady), Row("net-56", 0.90, stalled)]
+    worse = ordered_among_unstalled("deeper is worse", rows, "x", increasing=True)
+    assert worse.shown is True and worse.evidence == ("Ours (error, %): net-20 40.00, net-32 45.00. Left out: "
+                                                      "net-56, stalled early (see the notes below).")
+    # The stalled row would have made "deeper is better" fail louder; left out, the clean rows still say no.
+    assert ordered_among_unstalled("deeper is better", rows, "x", increasing=False).shown is False
+    alone = ordered_among_unstalled("deeper is worse", [rows[0], rows[2]], "x", increasing=True)
+    assert alone.shown is None and alone.evidence.startswith("Cannot tell at this length: net-56 stalled early")
+    assert ordered_among_unstalled("all clean", rows[:2], "x", increasing=True).evidence.endswith("45.00.")
+
+
 def test_steps_to_accuracy():
     curve = [{"iteration": 100, "val_error": 0.7}, {"iteration": 200, "val_error": 0.45},
              {"iteration": 300, "val_error": 0.35}]

@@ -99,6 +99,22 @@ def unless_stalled(claim: Claim, rows: list[RowResult | None]) -> Claim:
                  "stalled early (see the notes below).")
 
 
+def ordered_among_unstalled(statement: str, rows: list[RowResult | None], key: str, *, increasing: bool,
+                            what: str = "error") -> Claim:
+    """`ordered_claim` over the ``rows`` that did not stall, naming those left out ("cannot tell" when fewer
+    than two are left): the same rule for every group of rows, whichever way the answer goes."""
+    stalled = [row.label for row in rows if row is not None and stall(row) is not None]
+    kept = [row for row in rows if row is None or stall(row) is None]
+    if len(kept) < 2:
+        return Claim(statement, None, f"Cannot tell at this length: {', '.join(stalled)} stalled early (see the "
+                     "notes below).")
+    claim = ordered_claim(statement, kept, key, increasing=increasing, what=what)
+    if not stalled:
+        return claim
+    return Claim(statement, claim.shown, f"{claim.evidence} Left out: {', '.join(stalled)}, stalled early (see "
+                 "the notes below).")
+
+
 def stall_notes(results: ExperimentResults) -> list[str]:
     """A note for each row whose first steps diverged and stalled the net (`stall`)."""
     notes = []

@@ -14,6 +14,7 @@ from resnetlab.reproduce.experiments.common import (
     budget_notes,
     curve_series,
     first_finished,
+    ordered_among_unstalled,
     ordered_claim,
     unless_stalled,
 )
@@ -43,17 +44,23 @@ def _analyze_degradation(results, report_dir: Path) -> Analysis:
                                    "set) of plain nets (left) and ResNets (right), as in Fig. 6 of the paper."))
     plain = [results.row(f"plain-{d}") for d in (20, 56)]
     resnet = [results.row(f"ResNet-{d}") for d in (20, 56)]
+    # A row that stalled in its first steps measures the stall, not its depth: every claim, plain or residual,
+    # leaves such rows out or cannot tell, whichever way its answer would go.
     analysis.claims += [
-        ordered_claim("The deeper plain net has the higher training error (plain-56 above plain-20): degradation.",
-                      plain, "final_train_error", increasing=True, what="final training error"),
+        unless_stalled(ordered_claim("The deeper plain net has the higher training error (plain-56 above "
+                                     "plain-20): degradation.", plain, "final_train_error", increasing=True,
+                                     what="final training error"), plain),
         unless_stalled(ordered_claim("The deeper ResNet has the lower training error (ResNet-56 below ResNet-20).",
                                      resnet, "final_train_error", increasing=False, what="final training error"),
                        resnet),
         unless_stalled(ordered_claim("The deeper ResNet has the lower test error (ResNet-56 below ResNet-20).",
                                      resnet, "test_error_at_best_val", increasing=False, what="test error"), resnet),
-        ordered_claim("Plain-20 to plain-56: training error rises with every step in depth.",
-                      [results.row(f"plain-{d}") for d in DEPTHS], "final_train_error", increasing=True,
-                      what="final training error"),
+        ordered_among_unstalled("Plain nets: training error rises with every step in depth (20, 32, 44, 56 "
+                                "layers; rows that stalled left out).", [results.row(f"plain-{d}") for d in DEPTHS],
+                                "final_train_error", increasing=True, what="final training error"),
+        ordered_among_unstalled("ResNets: training error falls with every step in depth (20, 32, 44, 56 layers; "
+                                "rows that stalled left out).", [results.row(f"ResNet-{d}") for d in DEPTHS],
+                                "final_train_error", increasing=False, what="final training error"),
     ]
     return analysis
 
@@ -118,7 +125,8 @@ def _analyze_layer_responses(results, report_dir: Path) -> Analysis:
         statement = f"{a} has smaller responses than {b} (mean std over its 3x3 layers)."
         if means.get(a) is None or means.get(b) is None:
             return Claim(statement, None, "(a row has no measured responses)")
-        return Claim(statement, means[a] < means[b], f"Ours: {a} {means[a]:.3f}, {b} {means[b]:.3f}.")
+        claim = Claim(statement, means[a] < means[b], f"Ours: {a} {means[a]:.3f}, {b} {means[b]:.3f}.")
+        return unless_stalled(claim, [results.row(a), results.row(b)])  # a stalled net's responses are untrained
 
     analysis.claims += [smaller("ResNet-20", "plain-20"), smaller("ResNet-56", "plain-56"),
                         smaller("ResNet-56", "ResNet-20"), smaller("ResNet-110", "ResNet-56")]
