@@ -303,8 +303,8 @@ def test_the_curve_keeps_evaluation_out_of_training_time(tmp_path):
 
 
 def run_cli(*args, cwd):
-    return subprocess.run([sys.executable, "-m", "resnetlab", *args], check=False, capture_output=True, text=True, cwd=cwd,
-                          timeout=120, env={**os.environ, "RESNETLAB_CACHE": str(Path(cwd) / "cache")})
+    return subprocess.run([sys.executable, "-m", "resnetlab", *args], check=False, capture_output=True, text=True,
+                          cwd=cwd, timeout=120, env={**os.environ, "RESNETLAB_CACHE": str(Path(cwd) / "cache")})
 
 
 def test_cli_lists_experiments_and_refuses_bad_input_in_one_line(tmp_path):

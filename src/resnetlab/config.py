@@ -28,7 +28,8 @@ class ModelConfig:
     num_classes: int | None = None  # None: the data set's number of classes
     options: dict = field(default_factory=dict)  # create_model options: shortcut, stochastic_depth, ...
     checkpoint_segments: int = 0  # activation checkpointing: recompute the units in this many segments (0: off)
-    sync_bn: bool = False  # under torchrun: BN statistics over the global batch (SyncBatchNorm on GPUs, all-reduce BN on CPU)
+    # Under torchrun: BN statistics over the global batch (torch's SyncBatchNorm on GPUs, AllReduceBatchNorm on CPU).
+    sync_bn: bool = False
 
 
 @dataclass(frozen=True)
@@ -268,7 +269,8 @@ def validate(config: Config) -> Config:
     if not 0 < train.schedule.warmup.threshold <= 1:
         raise ConfigError(f"train.schedule.warmup.threshold must be in (0, 1], got {train.schedule.warmup.threshold}")
     if train.schedule.warmup.kind in ("linear", "constant") and train.schedule.warmup.steps == 0:
-        raise ConfigError(f"train.schedule.warmup.kind={train.schedule.warmup.kind} needs train.schedule.warmup.steps > 0")
+        raise ConfigError(f"train.schedule.warmup.kind={train.schedule.warmup.kind} needs "
+                          "train.schedule.warmup.steps > 0")
     data = config.data
     if len(data.scale) != 2 or not data.crop <= data.scale[0] <= data.scale[1]:
         raise ConfigError(f"data.scale must be [min, max] with data.crop <= min <= max, got {list(data.scale)}")

@@ -82,7 +82,8 @@ def _analyze_cifar_depth(results, report_dir: Path) -> Analysis:
 
 
 def measure_layer_responses(run_dir: Path) -> None:
-    """Write ``layer_responses.json``: Fig. 7's std per 3x3 layer of the trained net, on test images spread over the split."""
+    """Write ``layer_responses.json``: Fig. 7's std per 3x3 layer of the trained net, on test images spread over
+    the split."""
     if (run_dir / LAYER_RESPONSES_FILE).is_file():
         return
     from resnetlab.data.datasets import build_data
