@@ -156,15 +156,18 @@ def cmd_train(args: argparse.Namespace) -> int:
         config = load_config(path, overrides)
     distributed, device = init_distributed(args.device)  # torchrun's processes join their group here
     say = print if distributed.is_main else (lambda *_, **__: None)
+    together = False  # whether every rank is known to stop here (a finished run, or a stop voted by all)
     try:
         summary = train(config, resume=args.resume, device=device, progress=args.progress, distributed=distributed)
+        together = True
     except TrainingInterrupted as stop:
+        together = True
         run_dir = getattr(stop, "run_dir", args.resume)
         say(f"resnetlab: interrupted ({stop}); a checkpoint was written: continue with "
             f"`resnetlab train --resume {run_dir}`", file=sys.stderr)
         return EXIT_INTERRUPTED
     finally:
-        shutdown_distributed(distributed)
+        shutdown_distributed(distributed, wait_for_all=together)
     final = summary["final_test_error"]
     say(f"done: test error {100 * final:.2f}% after {summary['epochs']} epochs" if final is not None else "done")
     if summary["test_error_at_best_val"] is not None:

@@ -19,6 +19,7 @@ The rules, so that N processes train the run one process would:
 from __future__ import annotations
 
 import datetime
+import gc
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -100,8 +101,15 @@ def init_distributed(device: str) -> tuple[Distributed, str]:
     return Distributed(rank, world_size, local_rank, enabled=True), device
 
 
-def shutdown_distributed(context: Distributed) -> None:
+def shutdown_distributed(context: Distributed, wait_for_all: bool = True) -> None:
+    """Leave the group. ``wait_for_all``: first a barrier, so that no rank takes the group down while another
+    still has a collective in flight (seen as an occasional SIGABRT of a gloo rank at exit); skipped after an
+    error, when another rank may be gone and the barrier would wait out the timeout. The collection releases
+    DDP's reducer, which holds the group and its finished work, while the interpreter is fully alive."""
     if context.enabled and dist.is_initialized():
+        if wait_for_all:
+            dist.barrier()
+        gc.collect()
         dist.destroy_process_group()
 
 
