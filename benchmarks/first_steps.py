@@ -78,17 +78,17 @@ def first_losses(model: nn.Module, batches, steps: int) -> list[float]:
 
 
 def main() -> int:
-    from resnetlab.bench.training import describe_machine
     from resnetlab.config import load_config
     from resnetlab.data.datasets import build_data
     from resnetlab.models import create_model
+    from resnetlab.training.environment import describe_machine
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="CIFAR-10 as train/<class>/*.jpg, test/...")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--steps", type=int, default=25)
     args = parser.parse_args()
-    print(describe_machine())
+    print(f"machine: {describe_machine()}")
     config = load_config(RECIPE, ["data.name=folder", f"data.root={args.data}", f"train.seed={args.seed}"])
     data = build_data(config.data, args.seed, config.train.batch_size)
     for name, build in (("resnetlab resnet56", lambda: create_model("resnet56")), ("minimal ResNet-56", MinimalResNet)):

@@ -23,7 +23,8 @@ THROUGHPUT_BATCH = 32
 
 
 def main() -> int:
-    from resnetlab.bench.inference import VARIANTS, describe_machine, format_table, measure_inference
+    from resnetlab.bench.inference import VARIANTS, format_table, measure_inference
+    from resnetlab.training.environment import describe_environment
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="resnet50")
@@ -41,7 +42,7 @@ def main() -> int:
     from resnetlab.training.performance import tune_allocator
 
     tuned = args.tune_allocator and tune_allocator()
-    machine = describe_machine()
+    machine = describe_environment()
     machine["tuned_allocator"] = tuned
     print(f"machine: {machine['cpu']}, {machine['cpu_count']} cores, torch {machine['torch']} "
           f"({machine['torch_threads']} threads), onnxruntime {machine['onnxruntime']}, {machine['date']}, "

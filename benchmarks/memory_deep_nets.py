@@ -66,10 +66,11 @@ def main() -> int:
     parser.add_argument("--out", type=Path, default=REPO / "runs" / "benchmarks" / "memory_deep_nets.json")
     args = parser.parse_args()
 
-    from resnetlab.bench.training import BenchError, describe_machine, resnetlab_setup, run_isolated, write_results
+    from resnetlab.bench.training import BenchError, resnetlab_setup, run_isolated, write_results
     from resnetlab.models.complexity import build_on_meta
+    from resnetlab.training.environment import describe_machine
 
-    print(describe_machine(), f"available memory {available_bytes() / 2**30:.1f} GiB", flush=True)
+    print(f"machine: {describe_machine()}", f"available memory {available_bytes() / 2**30:.1f} GiB", flush=True)
     print(f"{'model':<18} {'batch':>5} {'segments':>8} {'peak GiB':>9} {'growth GiB':>10} {'step s':>7} "
           f"{'saved act. GiB':>14}  note")
     rows = []
@@ -105,7 +106,7 @@ def main() -> int:
                        f"{row['step_seconds']:>7.1f}" if "peak_bytes" in row else f"{'-':>9} {'-':>10} {'-':>7}"
                 print(f"{model_name:<18} {batch:>5} {k:>8} {peak} {estimate / 2**30:>14.2f}  {row.get('note', '')}",
                       flush=True)
-    write_results(args.out, {"machine": describe_machine(), "rows": rows})
+    write_results(args.out, {"machine": f"machine: {describe_machine()}", "rows": rows})
     return 0
 
 

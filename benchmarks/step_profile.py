@@ -28,14 +28,14 @@ def main() -> int:
     from resnetlab.bench.training import (
         REFERENCE,
         TRAIN_FLOPS_PER_MULTIPLY_ADD,
-        describe_machine,
         resnetlab_setup,
         run_isolated,
         write_results,
     )
     from resnetlab.models.complexity import build_on_meta, count_multiply_adds
+    from resnetlab.training.environment import describe_machine
 
-    print(describe_machine(), flush=True)
+    print(f"machine: {describe_machine()}", flush=True)
     peak = statistics.median(run_isolated("matmul")["seconds"])
     peak_gflops = 2 * 2048**3 / peak / 1e9
     print(f"matmul peak {peak_gflops:.0f} GFLOP/s (2048x2048 float32)")
@@ -56,7 +56,7 @@ def main() -> int:
                   f"{100 * conv_gflops / peak_gflops:>10.0f}%", flush=True)
             rows.append({"model": model, "setup": setup.label, "seconds_per_step": groups,
                          "conv_gflops": conv_gflops, "matmul_peak_gflops": peak_gflops})
-    write_results(args.out, {"machine": describe_machine(), "rows": rows})
+    write_results(args.out, {"machine": f"machine: {describe_machine()}", "rows": rows})
     return 0
 
 

@@ -34,12 +34,12 @@ def main() -> int:
 
     from resnetlab.bench.training import (
         compare_training,
-        describe_machine,
         format_comparison,
         resnetlab_setup,
         write_results,
     )
     from resnetlab.models import create_model
+    from resnetlab.training.environment import describe_machine
 
     def with_depth(p_last: float, mode: str, compile: bool = False):
         return resnetlab_setup(label=f"stochastic depth p_L={p_last} {mode}" + (", compiled" if compile else ""),
@@ -49,7 +49,7 @@ def main() -> int:
               with_depth(0.5, "row")]
     if args.compiled:  # the same two nets through torch.compile (graph breaks at every gate)
         setups += [resnetlab_setup(label="constant depth, compiled", compile=True), with_depth(0.5, "batch", True)]
-    print(describe_machine(), flush=True)
+    print(f"machine: {describe_machine()}", flush=True)
     comparison = compare_training(args.model, setups, args.batch, rounds=args.rounds, steps=args.steps)
     print(format_comparison(comparison))
     baselines = {False: comparison.setups[0].mean_step}  # each net against constant depth in the same mode
@@ -71,7 +71,7 @@ def main() -> int:
                      "step_seconds_stdev": statistics.pstdev(summary.step_seconds),
                      "epoch_seconds": summary.mean_step * STEPS_PER_EPOCH, "saving": saving,
                      "expected_saving": expected_saving})
-    write_results(args.out, {"machine": describe_machine(), "comparison": comparison.to_dict(), "rows": rows})
+    write_results(args.out, {"machine": f"machine: {describe_machine()}", "comparison": comparison.to_dict(), "rows": rows})
     return 0
 
 

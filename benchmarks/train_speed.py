@@ -39,16 +39,17 @@ def main() -> int:
     parser.add_argument("--out", type=Path, default=REPO / "runs" / "benchmarks" / "train_speed.json")
     args = parser.parse_args()
 
-    from resnetlab.bench.training import compare_training, describe_machine, format_comparison, write_results
+    from resnetlab.bench.training import compare_training, format_comparison, write_results
+    from resnetlab.training.environment import describe_machine
 
-    print(describe_machine(), flush=True)
+    print(f"machine: {describe_machine()}", flush=True)
     results = []
     for model in args.models:
         comparison = compare_training(model, setups_for(model, model == args.ablation_model), args.batch,
                                       rounds=args.rounds, steps=args.steps, augmentation=True)
         print(format_comparison(comparison), "\n", flush=True)
         results.append(comparison.to_dict())
-    write_results(args.out, {"machine": describe_machine(), "results": results})
+    write_results(args.out, {"machine": f"machine: {describe_machine()}", "results": results})
     return 0
 
 

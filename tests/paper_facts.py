@@ -6,6 +6,9 @@ Sources: ../shared/PAPERS.md, which transcribes the papers' tables.
 # He et al. 2015, Table 6: CIFAR-10 parameters in millions, at the paper's rounding (0.01M below 1M, else 0.1M).
 HE2015_TABLE6_PARAMS_M = {"resnet20": 0.27, "resnet32": 0.46, "resnet44": 0.66, "resnet56": 0.85,
                           "resnet110": 1.7, "resnet1202": 19.4}
+# He et al. 2015, Table 6: CIFAR-10 test error in percent (ResNet-110: best of 5 runs; mean 6.61 +- 0.16).
+HE2015_TABLE6_CIFAR10_ERROR = {"resnet20": 8.75, "resnet32": 7.51, "resnet44": 7.17, "resnet56": 6.97,
+                               "resnet110": 6.43, "resnet1202": 7.93}
 
 # He et al. 2016: CIFAR bottleneck nets of depth 9n+2. ResNet-164 has 1.7M parameters, ResNet-1001 10.2M.
 # The 10.2M counts convolution and fc weights only: with BN's gamma and beta the count is 10.33M.

@@ -6,18 +6,19 @@ import math
 
 import pytest
 
+from resnetlab.bench.measure import TrainSetup, build_training_step, measure_training_steps
 from resnetlab.bench.training import (
     REFERENCE,
     TRAIN_FLOPS_PER_MULTIPLY_ADD,
     BenchError,
-    TrainSetup,
     compare_training,
-    measure_training_steps,
     resnetlab_setup,
     run_isolated,
 )
 from resnetlab.cli import main
+from resnetlab.layers.stochastic_depth import DropPath
 from resnetlab.models.complexity import build_on_meta, count_multiply_adds
+from resnetlab.training.step import TrainStep
 
 
 def test_measure_training_steps_times_every_step_and_reports_memory():
@@ -31,8 +32,18 @@ def test_measure_training_steps_times_every_step_and_reports_memory():
 def test_stochastic_depth_setup_draws_new_gates_every_step():
     setup = resnetlab_setup(stochastic_depth={"p_last": 0.2})
     assert setup.model_options == {"stochastic_depth": {"p_last": 0.2}}
-    result = measure_training_steps("resnet20", vars(setup), batch_size=4, image_size=8, steps=2, warmup_steps=0)
-    assert len(result["step_seconds"]) == 2
+    step = build_training_step("resnet20", setup, batch_size=4, image_size=8)
+    assert type(step.train_step) is TrainStep  # the trainer's own step, not a copy of it
+    gates = [module for module in step.model.modules() if isinstance(module, DropPath)]
+
+    def decisions(index):
+        step(index)
+        return tuple(gate.last_kept for gate in gates)
+
+    drawn = [decisions(index) for index in range(6)]
+    assert len(set(drawn)) >= 3  # p_L = 0.2: 9 gates, most near 50/50, so equal draws are rare
+    assert not all(drawn[0]) or not all(drawn[1])  # some units are really dropped
+    assert decisions(4) == drawn[4]  # a pure function of the step index, as in training
 
 
 def test_comparison_puts_the_reference_first_and_derives_gflops_from_multiply_adds():

@@ -1,5 +1,6 @@
 """`resnetlab train`, `eval`, `predict` from the command line, and one clear line for every bad input."""
 
+import json
 import os
 import subprocess
 import sys
@@ -52,8 +53,15 @@ def test_train_eval_and_predict(trained_run, tmp_path, capsys):
 
 
 def test_resume_of_a_finished_run_only_reports(trained_run):
+    files = ("last.pt", "metrics.jsonl", "summary.json")
+    before = {name: (trained_run / name).read_bytes() for name in files}
     result = run_cli("train", "--resume", str(trained_run), cwd=trained_run.parent)
     assert result.returncode == 0 and "done" in result.stdout
+    assert not [line for line in result.stdout.splitlines() if line.startswith("epoch")]  # no step was trained
+    assert {name: (trained_run / name).read_bytes() for name in files if name != "summary.json"} == \
+        {name: data for name, data in before.items() if name != "summary.json"}
+    assert json.loads((trained_run / "summary.json").read_text())["final_test_error"] == \
+        json.loads(before["summary.json"])["final_test_error"]
 
 
 @pytest.mark.parametrize("args, fragment", [

@@ -1,13 +1,12 @@
 """The run configuration: recipes, overrides, validation in one line, and the saved resolved config."""
 
-from pathlib import Path
-
 import pytest
 import yaml
 
-from resnetlab.config import Config, ConfigError, load_config, save_config, to_dict
+from resnetlab.config import Config, ConfigError, load_config, recipe_root, save_config, to_dict
+from resnetlab.models import list_models
 
-CONFIGS = Path(__file__).resolve().parent.parent / "configs"
+CONFIGS = recipe_root()
 
 
 def test_defaults_are_the_resnet_paper_cifar_recipe():
@@ -31,7 +30,9 @@ def test_overrides_parse_values_as_yaml():
 @pytest.mark.parametrize("path", sorted(CONFIGS.rglob("*.yaml")), ids=lambda p: p.stem)
 def test_every_recipe_in_configs_loads(path):
     config = load_config(path)
-    assert config.model.name
+    assert config.model.name in list_models()
+    assert config.paper["source"] and config.paper["row"]  # every recipe says which table row it reproduces
+    assert load_config(path.stem) == config  # and is found by its name
     assert config.paper["source"]
 
 
@@ -43,8 +44,12 @@ def test_every_recipe_in_configs_loads(path):
     (["train.nesterov=maybe"], "train.nesterov must be true or false"),
     (["data.name=imagenet"], "data.name must be one of synthetic, cifar10, cifar100, folder"),
     (["train.iterations=null"], "set exactly one of train.iterations and train.epochs"),
-    (["train.schedule.milestones=[48000, 32000]"], "milestones must increase"),
+    (["train.schedule.milestones=[48000, 32000]"], "train.schedule.milestones must be strictly increasing"),
     (["train.schedule.warmup.kind=linear"], "needs train.schedule.warmup.steps > 0"),
+    (["train.schedule.warmup.steps=5"], "train.schedule.warmup.steps=5 has no effect"),
+    (["train.schedule.warmup.kind=error_threshold", "train.schedule.warmup.threshold=1"],
+     "train.schedule.warmup.threshold is a training error fraction in (0, 1)"),
+    (["train.schedule.gamma=0"], "train.schedule.gamma must be in (0, 1]"),
     (["model.name=resnet111"], "model: unknown model 'resnet111'; did you mean: resnet110"),
     (["model.shortcut=D"], "model: shortcut must be one of"),
     (["model.colour=red"], "model: unknown option(s) ['colour']"),

@@ -1,6 +1,5 @@
 """He et al. 2016, Tables 1 and 2: every row is a config in configs/ and builds the unit the paper draws."""
 
-from pathlib import Path
 
 import pytest
 import torch
@@ -9,9 +8,10 @@ import yaml
 
 import resnetlab
 from paper_facts import HE2016_TABLE1, HE2016_TABLE2
+from resnetlab.config import recipe_root
 from resnetlab.layers.shortcut_variants import ConstantScaling, ExclusiveGating, ShortcutDropout, ShortcutOnlyGating
 
-CONFIGS = Path(__file__).resolve().parent.parent / "configs" / "identity_mappings"
+CONFIGS = recipe_root() / "identity_mappings"
 
 
 def load(stem):

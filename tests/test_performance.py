@@ -8,9 +8,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from resnetlab.config import ConfigError, load_config, model_options
+from resnetlab.config import ConfigError, load_config
 from resnetlab.layers.stochastic_depth import set_gate_generator
-from resnetlab.models import create_model
 from resnetlab.models.architectures import cifar_resnet
 from resnetlab.training.performance import (
     AUTO_COMPILE_MIN_ITERATIONS,
@@ -162,10 +161,20 @@ def test_training_switches_are_validated_and_have_the_documented_defaults():
         load_config(None, ["train.compile=maybe"])
 
 
-def test_model_checkpoint_segments_reaches_the_model():
-    config = load_config(None, ["model.name=resnet56", "model.checkpoint_segments=3"])
-    model = create_model(config.model.name, **model_options(config.model))
-    assert model.checkpoint_segments == 3
+def test_model_checkpoint_segments_reaches_the_trained_and_the_reloaded_model(tmp_path):
+    # Through the trainer and back through `load_trained_model`, not a model rebuilt here: either side dropping
+    # the option would show.
+    from resnetlab.training.inference import load_trained_model
+    from resnetlab.training.session import train
+    from resnetlab.training.trainer import build_run
+
+    overrides = ["model.name=resnet56", "model.checkpoint_segments=3", "data.synthetic_train_size=48",
+                 "data.synthetic_test_size=16", "data.validation_size=16", "train.batch_size=16",
+                 "train.iterations=1", f"run.out_dir={tmp_path}", "run.name=run"]
+    config = load_config(None, overrides)
+    assert build_run(config, log=lambda _: None).model.checkpoint_segments == 3
+    train(config, log=lambda _: None)
+    assert load_trained_model(tmp_path / "run").model.checkpoint_segments == 3
 
 
 @pytest.mark.parametrize("options", [{"depth": 20}, {"depth": 20, "placement": "full_preact"},

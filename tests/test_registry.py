@@ -4,8 +4,7 @@ import pytest
 import torch
 
 import resnetlab
-from resnetlab.models import ModelSpec, UnknownModelError, cifar_resnet, register_model
-from resnetlab.models import registry
+from resnetlab.models import ModelSpec, UnknownModelError, cifar_resnet, register_model, registry
 
 
 def test_list_models_is_complete_and_filterable():
@@ -27,7 +26,7 @@ def test_unknown_name_lists_close_matches():
 
 
 def test_duplicate_registration_is_an_error(monkeypatch):
-    monkeypatch.setattr(registry, "_REGISTRY", dict(registry._REGISTRY))
+    monkeypatch.setattr(registry.MODELS, "_items", dict(registry.MODELS._items))
     spec = ModelSpec("resnet38", cifar_resnet, {"depth": 38}, "cifar", 38, "test", "test")
     register_model(spec)
     assert resnetlab.create_model("resnet38").depth == 38

@@ -10,11 +10,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from resnetlab.config import load_config
+from resnetlab.config import load_config, recipe_root
 from resnetlab.data.errors import DataError
 from resnetlab.models import create_model
 from resnetlab.reproduce.budgets import Plan, data_overrides, shorten_overrides
-from resnetlab.reproduce.experiment import CONFIGS, Row, get_experiment, list_experiments
+from resnetlab.reproduce.experiment import Row, get_experiment, list_experiments
 from resnetlab.reproduce.experiments.batchnorm import steps_to_accuracy
 from resnetlab.reproduce.experiments.common import ordered_claim
 from resnetlab.reproduce.report import spread
@@ -70,22 +70,22 @@ def test_every_experiment_runs_at_smoke_and_writes_its_report(name, smoke_out):
 
 
 def test_shortening_keeps_the_recipes_shape():
-    resnet = load_config(CONFIGS / "resnet/table6_cifar10_resnet56.yaml")
+    resnet = load_config(recipe_root() / "resnet/table6_cifar10_resnet56.yaml")
     assert resnet.train.iterations == RESNET_CIFAR_ITERATIONS
     assert tuple(resnet.train.schedule.milestones) == RESNET_CIFAR_MILESTONES
-    short = load_config(CONFIGS / "resnet/table6_cifar10_resnet56.yaml", shorten_overrides(resnet, 600))
+    short = load_config(recipe_root() / "resnet/table6_cifar10_resnet56.yaml", shorten_overrides(resnet, 600))
     assert short.train.iterations == 600 and tuple(short.train.schedule.milestones) == (300, 450)
 
-    sd = load_config(CONFIGS / "stochastic_depth/table1_cifar10_resnet110_stochastic.yaml")
+    sd = load_config(recipe_root() / "stochastic_depth/table1_cifar10_resnet110_stochastic.yaml")
     assert sd.train.epochs == SD_EPOCHS and tuple(sd.train.schedule.milestones) == SD_MILESTONE_EPOCHS
-    short = load_config(CONFIGS / "stochastic_depth/table1_cifar10_resnet110_stochastic.yaml",
+    short = load_config(recipe_root() / "stochastic_depth/table1_cifar10_resnet110_stochastic.yaml",
                         shorten_overrides(sd, 704))
     assert (short.train.iterations, short.train.epochs, short.train.schedule.unit) == (704, None, "iterations")
     assert tuple(short.train.schedule.milestones) == (352, 528)  # 50% and 75% of the run, as 250/500 and 375/500
 
-    gated = load_config(CONFIGS / "identity_mappings/table1_exclusive_gating_m6.yaml")
+    gated = load_config(recipe_root() / "identity_mappings/table1_exclusive_gating_m6.yaml")
     assert gated.train.schedule.warmup.steps == IDENTITY_WARMUP_ITERATIONS
-    short = load_config(CONFIGS / "identity_mappings/table1_exclusive_gating_m6.yaml", shorten_overrides(gated, 6400))
+    short = load_config(recipe_root() / "identity_mappings/table1_exclusive_gating_m6.yaml", shorten_overrides(gated, 6400))
     assert short.train.schedule.warmup.steps == IDENTITY_WARMUP_ITERATIONS // 10
     # A run shorter than the first milestone keeps no milestone at all.
     assert load_config(None, shorten_overrides(resnet, 1)).train.schedule.milestones == ()
@@ -310,7 +310,7 @@ def run_cli(*args, cwd):
 def test_cli_lists_experiments_and_refuses_bad_input_in_one_line(tmp_path):
     listing = run_cli("reproduce", "--list", cwd=tmp_path)
     assert listing.returncode == 0 and all(name in listing.stdout for name in EXPERIMENTS)
-    for args, fragment in ((("reproduce", "degradaton"), "did you mean degradation"),
+    for args, fragment in ((("reproduce", "degradaton"), "did you mean: degradation"),
                            (("reproduce",), "name an experiment"),
                            (("reproduce", "batchnorm", "--seeds", "0"), "--seeds must be at least 1"),
                            (("reproduce", "batchnorm", "--budget", "cpu", "--data", str(tmp_path / "nope")),

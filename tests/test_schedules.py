@@ -5,7 +5,7 @@ import random
 
 import pytest
 
-from resnetlab.training.schedules import (
+from resnetlab.schedules import (
     RESNET_CIFAR_ITERATIONS,
     RESNET_CIFAR_MILESTONES,
     STOCHASTIC_DEPTH_CIFAR_EPOCHS,

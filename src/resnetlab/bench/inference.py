@@ -20,7 +20,6 @@ timed alone with `time.perf_counter`, and the median, min and max are over all t
 from __future__ import annotations
 
 import copy
-import datetime
 import math
 import os
 import statistics
@@ -32,7 +31,9 @@ from dataclasses import asdict, dataclass, field
 import torch
 from torch import nn
 
-from resnetlab.deploy.export import quiet_exporters
+from resnetlab.deploy.onnx import export_onnx, onnx_runner, quiet_exporters
+from resnetlab.models import create_model
+from resnetlab.models.fusion import BATCH_NORMS
 from resnetlab.training.performance import describe_error
 
 VARIANTS = ("eager", "folded", "folded_channels_last", "folded_channels_last_compiled", "onnxruntime")
@@ -105,8 +106,6 @@ class VariantUnavailable(Exception):
 def _randomize_batchnorm(model: nn.Module, generator: torch.Generator) -> None:
     """Give every BN non-trivial statistics and affine parameters: a fresh BN is almost the identity, which
     would let a wrong folding pass the logits check."""
-    from resnetlab.models.fusion import BATCH_NORMS
-
     with torch.no_grad():
         for module in model.modules():
             if isinstance(module, BATCH_NORMS) and module.running_mean is not None:
@@ -150,8 +149,6 @@ def _build_compiled(model: nn.Module, images: torch.Tensor) -> Callable[[], torc
 
 
 def _build_onnxruntime(folded: nn.Module, images: torch.Tensor, directory: str) -> Callable[[], torch.Tensor]:
-    from resnetlab.deploy.export import export_onnx, onnx_runner
-
     try:
         import onnxruntime  # noqa: F401
         import onnxscript  # noqa: F401  (the dynamo exporter needs it)
@@ -177,8 +174,6 @@ def measure_inference(model_name: str, image_size: int, batch_size: int, rounds:
     A variant that cannot run (onnxruntime missing, compile failure) is reported with status "skipped" or
     "failed" and a one-line reason; the others are measured.
     """
-    from resnetlab.models import create_model
-
     unknown = [v for v in variants if v not in VARIANTS]
     if unknown:
         raise ValueError(f"unknown variants {unknown}; known: {', '.join(VARIANTS)}")
@@ -217,21 +212,6 @@ def measure_inference(model_name: str, image_size: int, batch_size: int, rounds:
                     runner()
                     bench.results[variant].call_seconds.append(time.perf_counter() - start)
     return bench
-
-
-def describe_machine() -> dict:
-    """The machine and software a benchmark ran on: CPU, cores, threads, torch and onnxruntime versions, date."""
-    from resnetlab.training.environment import describe_environment
-
-    info = describe_environment()
-    try:
-        import onnxruntime
-
-        info["onnxruntime"] = onnxruntime.__version__
-    except ImportError:
-        info["onnxruntime"] = None
-    info["date"] = datetime.datetime.now().astimezone().isoformat(timespec="seconds")
-    return info
 
 
 _SHORT = {"eager": "eager", "onnxruntime": "ORT"}  # column titles of the ratio columns

@@ -6,7 +6,7 @@ Prints the result as one JSON line (the last line of stdout); `resnetlab.bench.t
 import json
 import sys
 
-from resnetlab.bench.training import WORKER_FUNCTIONS
+from resnetlab.bench.measure import WORKER_FUNCTIONS
 
 
 def main(argv: list[str]) -> int:

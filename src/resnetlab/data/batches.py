@@ -12,6 +12,7 @@ import numpy as np
 import torch
 
 from resnetlab.data.augment import Normalizer, crop_flip, draw_crop_flip, nhwc_to_nchw
+from resnetlab.data.errors import DataError
 from resnetlab.data.seeding import seeded_generator
 
 CROP_PADDING = 4  # px of zero padding before the random crop (He et al. 2015, CIFAR)
@@ -35,7 +36,8 @@ class ArrayBatches:
         full, rest = divmod(len(self.labels), batch_size)
         self.num_batches = full + (1 if rest >= 2 and shard[1] == 1 else 0)
         if self.num_batches == 0:
-            raise ValueError(f"{len(self.labels)} training images cannot make a batch of at least 2")
+            raise DataError(f"{len(self.labels)} training images cannot make a batch of at least 2; add images or "
+                            "lower data.validation_size")
 
     @property
     def num_images(self) -> int:

@@ -11,10 +11,21 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from PIL import Image
 
 from resnetlab.config import DataConfig
 from resnetlab.data.augment import Normalizer
+from resnetlab.data.batches import ArrayBatches, eval_batches
+from resnetlab.data.cifar import load_cifar
 from resnetlab.data.errors import DataError
+from resnetlab.data.image_folder import IMAGE_EXTENSIONS, load_small_image_folder
+from resnetlab.data.streaming_batches import (
+    StreamingBatches,
+    channel_normalizer,
+    list_streaming_splits,
+    streaming_eval_batches,
+)
+from resnetlab.data.synthetic import make_synthetic
 
 
 @dataclass(frozen=True, eq=False)
@@ -49,19 +60,13 @@ def load_arrays(config: DataConfig) -> ArraySplits:
     """Load (and, for CIFAR with data.download=true, fetch) the data set a config names."""
     skipped: list = []
     if config.name == "synthetic":
-        from resnetlab.data.synthetic import make_synthetic
-
         data = make_synthetic(config.synthetic_train_size, config.synthetic_test_size, seed=config.split_seed)
         train, train_labels, test, test_labels, classes = data
     elif config.name in ("cifar10", "cifar100"):
-        from resnetlab.data.cifar import load_cifar
-
         data = load_cifar(config.root, config.name, download=config.download)
         train, train_labels, test, test_labels = data.train_images, data.train_labels, data.test_images, data.test_labels
         classes = data.classes
     elif config.name == "folder":
-        from resnetlab.data.image_folder import load_small_image_folder
-
         data = load_small_image_folder(config.root, image_size=config.image_size, skip_bad=config.skip_bad,
                                        split_seed=config.split_seed)
         train, train_labels, test, test_labels = data.train_images, data.train_labels, data.test_images, data.test_labels
@@ -82,10 +87,6 @@ SMALL_IMAGE_SIDE = 64  # px: folders of images up to this size are decoded once 
 
 def _first_image_side(root: Path) -> int | None:
     """The larger side of the first image found under root (header only), or None when there is none."""
-    from PIL import Image
-
-    from resnetlab.data.image_folder import IMAGE_EXTENSIONS
-
     base = root / "train" if (root / "train").is_dir() else root
     for class_dir in sorted(p for p in base.iterdir() if p.is_dir() and not p.name.startswith(".")):
         for path in sorted(class_dir.iterdir()):
@@ -135,8 +136,6 @@ def build_data(config: DataConfig, seed: int, batch_size: int, device: torch.dev
     ``normalizer``: statistics already known (a checkpoint's), so they are not computed again. ``shard``:
     (rank, world size) of data-parallel training: this rank's slice of every global training batch of
     ``batch_size``, and every world-size-th image of the evaluation splits (`split_sizes` stay the full ones)."""
-    from resnetlab.data.batches import ArrayBatches, eval_batches
-
     if uses_streaming(config):
         return _build_streaming(config, seed, batch_size, device, normalizer, shard)
     arrays = load_arrays(config)
@@ -155,13 +154,6 @@ def build_data(config: DataConfig, seed: int, batch_size: int, device: torch.dev
 
 def _build_streaming(config: DataConfig, seed: int, batch_size: int, device,
                      normalizer: Normalizer | None, shard: tuple[int, int]) -> DataBundle:
-    from resnetlab.data.streaming_batches import (
-        StreamingBatches,
-        channel_normalizer,
-        list_streaming_splits,
-        streaming_eval_batches,
-    )
-
     train, val, test, classes = list_streaming_splits(config.root, config.validation_size, config.split_seed)
     normalizer = normalizer or channel_normalizer(train[0], config.crop, config.eval_resize, config.skip_bad)
     batches = StreamingBatches(*train, batch_size, normalizer, config.augment, seed, config.crop,

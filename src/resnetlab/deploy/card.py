@@ -16,13 +16,14 @@ from pathlib import Path
 import torch
 
 from resnetlab.data.augment import Normalizer
+from resnetlab.errors import ResnetlabError
 
 CARD_VERSION = 1
 FORMATS = ("safetensors", "onnx", "torchscript")
 SUFFIXES = {"safetensors": ".safetensors", "onnx": ".onnx", "torchscript": ".torchscript.pt"}
 
 
-class CardError(ValueError):
+class CardError(ResnetlabError, ValueError):
     """A missing or malformed model card; the message names the file and the fix."""
 
 
@@ -45,13 +46,12 @@ class ModelCard:
     @classmethod
     def from_trained(cls, trained, format: str, fused_bn: bool) -> ModelCard:
         """The card of a `resnetlab.training.inference.TrainedModel`."""
-        from resnetlab.config import model_options
-
-        options = {k: v for k, v in model_options(trained.config.model).items() if k != "checkpoint_segments"}
+        options = trained.config.model.create_kwargs(len(trained.classes))
+        num_classes = options.pop("num_classes")
         state = trained.normalizer.state_dict()
         normalizer = {"mode": state["mode"], "mean": state["mean"].tolist(),
                       "std": None if state["std"] is None else state["std"].tolist()}
-        return cls(trained.config.model.name, options, len(trained.classes), list(trained.classes),
+        return cls(trained.config.model.name, options, num_classes, list(trained.classes),
                    trained.image_size, trained.eval_resize, normalizer, format,
                    normalization_in_graph=format != "safetensors", fused_bn=fused_bn,
                    source=str(trained.checkpoint_path))

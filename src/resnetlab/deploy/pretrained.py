@@ -17,10 +17,13 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from resnetlab.deploy.card import SUFFIXES, ModelCard, card_path
+from resnetlab.deploy.card import SUFFIXES, CardError, ModelCard, card_path
+from resnetlab.deploy.onnx import onnx_runner
 from resnetlab.deploy.weights import load_weights
+from resnetlab.errors import UsageError
 from resnetlab.models import create_model
 from resnetlab.models.fusion import fuse_for_inference
+from resnetlab.training.inference import load_trained_model
 
 
 @dataclass
@@ -63,19 +66,15 @@ def load_predictor(path: str | Path, device: str | torch.device = "cpu") -> Pred
         return _from_card(lambda images: model(normalizer(images)), card, path, device)
     if name.endswith(SUFFIXES["onnx"]):
         if device.type != "cpu":
-            raise ValueError(f"ONNX models run on the CPU here (onnxruntime's CPU provider); drop --device {device}")
-        from resnetlab.deploy.export import onnx_runner
-
+            raise UsageError(f"ONNX models run on the CPU here (onnxruntime's CPU provider); drop --device {device}")
         card = ModelCard.read(card_path(path))
         return _from_card(onnx_runner(path), card, path, device)
     if name.endswith(SUFFIXES["torchscript"]):
         card = ModelCard.read(card_path(path))
         if not path.is_file():
-            raise FileNotFoundError(f"TorchScript file {path} not found")
+            raise CardError(f"TorchScript file {path} not found; give the file written by `resnetlab export`")
         module = torch.jit.load(str(path), map_location=device).eval()
         return _from_card(module, card, path, device)
-    from resnetlab.training.inference import load_trained_model
-
     trained = load_trained_model(path, device=str(device))
     model, normalizer = trained.model, trained.normalizer
     return Predictor(lambda images: model(normalizer(images)), list(trained.classes), trained.image_size,

@@ -15,6 +15,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from resnetlab.errors import ResnetlabError
 from resnetlab.training.checkpoint import CheckpointError, load_checkpoint
 
 WRAPPER_PREFIXES = ("module.", "_orig_mod.")  # DataParallel/DDP, torch.compile
@@ -22,7 +23,7 @@ NESTED_KEYS = ("model", "state_dict", "model_state_dict", "weights")  # where tr
 SHOWN_KEYS = 3  # keys named in a mismatch message
 
 
-class WeightsMismatchError(ValueError):
+class WeightsMismatchError(ResnetlabError, ValueError):
     """A state dict that does not fit the model; the message names the first differing keys."""
 
 

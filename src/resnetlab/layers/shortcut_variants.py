@@ -76,17 +76,9 @@ class ShortcutDropout(nn.Module):
         return f"ratio={self.ratio}"
 
 
-def make_merge(
-    variant: str,
-    in_channels: int,
-    out_channels: int,
-    stride: int,
-    shortcut_scale: float | None = None,
-    branch_scale: float | None = None,
-    gate_bias: float | None = None,
-    dropout: float | None = None,
-) -> nn.Module | None:
-    """The merge module of one unit for a Table 1 variant; None means the plain sum."""
+def check_merge_settings(variant: str, shortcut_scale: float | None = None, branch_scale: float | None = None,
+                         gate_bias: float | None = None, dropout: float | None = None) -> None:
+    """ValueError unless ``variant`` is known and gets exactly the settings it uses."""
     if variant not in SHORTCUT_VARIANTS:
         raise ValueError(f"shortcut_variant must be one of {SHORTCUT_VARIANTS}, got {variant!r}")
     needs = {
@@ -103,6 +95,20 @@ def make_merge(
     missing = sorted(name for name, value in needs.items() if value is None)
     if missing:
         raise ValueError(f"shortcut_variant={variant!r} needs {missing}")
+
+
+def make_merge(
+    variant: str,
+    in_channels: int,
+    out_channels: int,
+    stride: int,
+    shortcut_scale: float | None = None,
+    branch_scale: float | None = None,
+    gate_bias: float | None = None,
+    dropout: float | None = None,
+) -> nn.Module | None:
+    """The merge module of one unit for a Table 1 variant; None means the plain sum."""
+    check_merge_settings(variant, shortcut_scale, branch_scale, gate_bias, dropout)
     if variant == "constant_scaling":
         return ConstantScaling(shortcut_scale, branch_scale)
     if variant == "exclusive_gating":

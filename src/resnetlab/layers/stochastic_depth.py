@@ -200,3 +200,10 @@ def set_gate_generator(model: nn.Module, generator: torch.Generator | None) -> i
     for gate in gates:
         gate.generator = generator
     return len(gates)
+
+
+def has_batch_gates(model: nn.Module) -> bool:
+    """Whether ``model`` has an active batch-mode gate: a Python decision per unit per step, which breaks a
+    whole-model compiled graph at every unit and leaves a dropped unit's parameters without a gradient (DDP must
+    know)."""
+    return any(isinstance(module, DropPath) and module.active and module.mode == "batch" for module in model.modules())

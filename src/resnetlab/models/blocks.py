@@ -1,57 +1,79 @@
 """Residual units of the ResNet papers, one class per unit type.
 
-Post-activation units (He et al. 2015) take an activation ``placement`` from He et al. 2016, Table 2:
-(a) ``original``: relu(x + BN(conv(...)))          (b) ``bn_after_add``: relu(BN(x + conv(...)))
-(c) ``relu_before_add``: x + relu(BN(conv(...)))   (d) ``relu_only_preact``: x + BN(conv(relu(...)))
-(e) ``full_preact`` is its own classes, `PreActBasicBlock` and `PreActBottleneck` in ``preact_blocks``.
+Post-activation units (He et al. 2015) take an activation ``placement`` from He et al. 2016, Table 2
+(`resnetlab.models.placements`); full pre-activation (e) is its own classes, `PreActBasicBlock` and
+`PreActBottleneck` in ``preact_blocks``.
 
-Attribute names (conv1, bn1, ..., downsample) are torchvision's, so ImageNet state_dicts load unchanged.
+Every unit type says itself how it is built from `ResNetOptions` (`build`), which options it refuses
+(`check_options`), its default shortcut and which of its BNs fold into a convolution (`conv_norm_pairs`), so
+`ResNet` and `fuse_for_inference` never ask which type a unit is. Attribute names (conv1, bn1, ...,
+downsample) are torchvision's, so ImageNet state_dicts load unchanged.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from resnetlab.layers.shortcuts import conv1x1, conv3x3
+from resnetlab.layers.shortcut_variants import make_merge
+from resnetlab.layers.shortcuts import conv1x1, conv3x3, make_shortcut
 from resnetlab.layers.stochastic_depth import DropPath
+from resnetlab.models.options import ResNetOptions
+from resnetlab.models.placements import POST_ACTIVATION_PLACEMENTS
 
 NormLayer = Callable[[int], nn.Module]
 
 
-@dataclass(frozen=True)
-class Placement:
-    """Where the last BN and the ReLUs of a post-activation unit sit (He et al. 2016, Fig. 4 a-d)."""
+class NetworkUnit(nn.Module):
+    """What `ResNet` asks of a unit type: its size facts, its rules, and how to build one."""
 
-    relu_on_input: bool  # (d): the branch starts with a ReLU of the unit input
-    bn_after_add: bool  # (b): the branch's last BN moves after the addition
-    relu_ends_branch: bool  # (c): the last ReLU closes the branch, before the addition
-    relu_after_add: bool  # (a), (b): the ReLU after the addition of the ResNet paper
+    expansion = 1  # output channels per unit width
+    preactivation = False  # pre-activation nets end with an extra BN-ReLU after the last addition
+    weighted_layers = 2  # convolutions on the main path, for the depth of the network
+    _conv_norm_pairs: tuple[tuple[str, str], ...] = ()
+
+    @classmethod
+    def check_options(cls, options: ResNetOptions) -> None:
+        """ValueError for an option this unit type cannot honour (the rest is checked by `ResNetOptions`)."""
+
+    @classmethod
+    def default_shortcut(cls, stem: str) -> str | None:
+        """The shortcut option when none is given: A for basic units on CIFAR (the ResNet paper), else B."""
+        return "A" if stem == "cifar" and cls.expansion == 1 else "B"
+
+    @classmethod
+    def build(cls, in_channels: int, width: int, stride: int, *, options: ResNetOptions, shortcut: str | None,
+              drop_path: DropPath | None, first_unit: bool) -> NetworkUnit:
+        raise NotImplementedError
+
+    def conv_norm_pairs(self) -> list[tuple[str, str]]:
+        """(convolution, BN) attribute names of every BN that directly follows a convolution (foldable)."""
+        return list(self._conv_norm_pairs)
 
 
-POST_ACTIVATION_PLACEMENTS = {
-    "original": Placement(relu_on_input=False, bn_after_add=False, relu_ends_branch=False, relu_after_add=True),
-    "bn_after_add": Placement(relu_on_input=False, bn_after_add=True, relu_ends_branch=False, relu_after_add=True),
-    "relu_before_add": Placement(relu_on_input=False, bn_after_add=False, relu_ends_branch=True, relu_after_add=False),
-    "relu_only_preact": Placement(relu_on_input=True, bn_after_add=False, relu_ends_branch=False, relu_after_add=False),
-}
-ACTIVATION_PLACEMENTS = (*POST_ACTIVATION_PLACEMENTS, "full_preact")
-
-
-class ResidualUnit(nn.Module):
+class ResidualUnit(NetworkUnit):
     """What every residual unit shares: a shortcut, an optional merge variant and a stochastic-depth gate.
 
     Subclasses compute their branch in `branch(x)`; `residual(x)` runs it through the gate and returns
     None when stochastic depth drops the unit, in which case the branch is never computed.
     """
 
-    expansion = 1
-    preactivation = False
-    weighted_layers = 2  # convolutions on the main path, for the depth of the network
+    placements: tuple[str, ...] = ()  # the activation placements this unit type implements
+
+    @classmethod
+    def check_options(cls, options: ResNetOptions) -> None:
+        if options.placement not in cls.placements:
+            raise ValueError(f"placement={options.placement!r} does not apply to {cls.__name__}; choose one of "
+                             f"{cls.placements}")
+
+    @staticmethod
+    def _make_merge(options: ResNetOptions, in_channels: int, out_channels: int, stride: int) -> nn.Module | None:
+        settings = options.merge_settings
+        return make_merge(in_channels=in_channels, out_channels=out_channels, stride=stride, **settings) \
+            if settings else None
 
     def _attach_shortcut(self, downsample: nn.Module | None, merge: nn.Module | None,
                          drop_path: DropPath | None) -> None:
@@ -88,6 +110,22 @@ class ResidualUnit(nn.Module):
 class _PostActivationUnit(ResidualUnit):
     """A unit of the ResNet paper: the ReLU (and BN) positions follow ``placement``."""
 
+    placements = tuple(POST_ACTIVATION_PLACEMENTS)
+
+    @classmethod
+    def build(cls, in_channels: int, width: int, stride: int, *, options: ResNetOptions, shortcut: str | None,
+              drop_path: DropPath | None, first_unit: bool) -> NetworkUnit:
+        out_channels = width * cls.expansion
+        merge = cls._make_merge(options, in_channels, out_channels, stride)
+        downsample = make_shortcut(shortcut, in_channels, out_channels, stride, options.norm_layer,
+                                   options.shortcut_pool)
+        return cls(in_channels, width, stride, downsample=downsample, placement=options.placement, merge=merge,
+                   drop_path=drop_path, norm_layer=options.norm_layer, **cls._unit_settings(options))
+
+    @classmethod
+    def _unit_settings(cls, options: ResNetOptions) -> dict:
+        return {}
+
     def __init__(self, placement: str) -> None:
         super().__init__()
         if placement not in POST_ACTIVATION_PLACEMENTS:
@@ -116,6 +154,10 @@ class _PostActivationUnit(ResidualUnit):
     def last_branch_norm(self) -> nn.Module | None:
         return None if self._placement.bn_after_add else self.last_bn
 
+    def conv_norm_pairs(self) -> list[tuple[str, str]]:
+        pairs = list(self._conv_norm_pairs)
+        return pairs[:-1] if self._placement.bn_after_add else pairs  # then the last BN acts on the sum
+
     def extra_repr(self) -> str:
         return "" if self.placement == "original" else f"placement={self.placement}"
 
@@ -125,6 +167,7 @@ class BasicBlock(_PostActivationUnit):
 
     expansion = 1
     weighted_layers = 2
+    _conv_norm_pairs = (("conv1", "bn1"), ("conv2", "bn2"))
 
     def __init__(
         self,
@@ -163,6 +206,11 @@ class Bottleneck(_PostActivationUnit):
 
     expansion = 4
     weighted_layers = 3
+    _conv_norm_pairs = (("conv1", "bn1"), ("conv2", "bn2"), ("conv3", "bn3"))
+
+    @classmethod
+    def _unit_settings(cls, options: ResNetOptions) -> dict:
+        return {"stride_in_1x1": options.stride_in_1x1}
 
     def __init__(
         self,
@@ -197,12 +245,29 @@ class Bottleneck(_PostActivationUnit):
         return self._branch_output(self.conv3(out), self.bn3)
 
 
-class PlainBlock(nn.Module):
+class PlainBlock(NetworkUnit):
     """The plain baseline: two 3x3 convolutions with no shortcut (He et al. 2015, Fig. 3 middle)."""
 
     expansion = 1
-    preactivation = False
     weighted_layers = 2
+    _conv_norm_pairs = (("conv1", "bn1"), ("conv2", "bn2"))
+
+    @classmethod
+    def check_options(cls, options: ResNetOptions) -> None:
+        if options.shortcut is not None or options.shortcut_variant != "identity":
+            raise ValueError("plain nets have no shortcut; drop the shortcut options")
+        if options.stochastic_depth is not None or options.placement != "original":
+            raise ValueError("plain nets have no shortcut: stochastic depth, shortcut variants and "
+                             "activation placements apply to residual nets only")
+
+    @classmethod
+    def default_shortcut(cls, stem: str) -> str | None:
+        return None
+
+    @classmethod
+    def build(cls, in_channels: int, width: int, stride: int, *, options: ResNetOptions, shortcut: str | None,
+              drop_path: DropPath | None, first_unit: bool) -> NetworkUnit:
+        return cls(in_channels, width, stride, norm_layer=options.norm_layer)
 
     def __init__(self, in_channels: int, channels: int, stride: int = 1, *, norm_layer: NormLayer = nn.BatchNorm2d) -> None:
         super().__init__()

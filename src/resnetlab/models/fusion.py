@@ -37,25 +37,14 @@ def fold_batchnorm(conv: nn.Conv2d, norm: nn.Module) -> nn.Conv2d:
 
 
 def conv_norm_pairs(model: nn.Module) -> list[tuple[nn.Module, str, str]]:
-    """(parent module, conv attribute, BN attribute) of every BN that directly follows a convolution."""
-    from resnetlab.models.blocks import Bottleneck, PlainBlock, _PostActivationUnit
-    from resnetlab.models.preact_blocks import PreActBasicBlock, PreActBottleneck
-    from resnetlab.models.resnet import ResNet
-
+    """(parent module, conv attribute, BN attribute) of every BN that directly follows a convolution: the
+    pairs each network part reports itself (`conv_norm_pairs()` of the stem and the units) and every
+    projection shortcut (a Sequential of a convolution and a BN)."""
     pairs = []
     for module in model.modules():
-        if isinstance(module, ResNet):
-            pairs.append((module, "conv1", "bn1"))
-        elif isinstance(module, (_PostActivationUnit, PlainBlock)):
-            pairs += [(module, "conv1", "bn1"), (module, "conv2", "bn2")]
-            if isinstance(module, Bottleneck):
-                pairs.append((module, "conv3", "bn3"))
-            if getattr(module, "placement", "original") == "bn_after_add":
-                pairs.pop()  # its last BN acts on the sum, not on the last conv
-        elif isinstance(module, PreActBasicBlock):
-            pairs.append((module, "conv1", "bn2"))
-        elif isinstance(module, PreActBottleneck):
-            pairs += [(module, "conv1", "bn2"), (module, "conv2", "bn3")]
+        reported = getattr(module, "conv_norm_pairs", None)
+        if callable(reported):
+            pairs += [(module, conv, norm) for conv, norm in reported()]
         if isinstance(module, nn.Sequential) and len(module) == 2 and isinstance(module[0], nn.Conv2d) \
                 and isinstance(module[1], BATCH_NORMS):
             pairs.append((module, "0", "1"))  # a projection shortcut

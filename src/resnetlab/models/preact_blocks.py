@@ -14,15 +14,30 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from resnetlab.layers.shortcuts import conv1x1, conv3x3
+from resnetlab.layers.shortcuts import conv1x1, conv3x3, make_shortcut
 from resnetlab.layers.stochastic_depth import DropPath
-from resnetlab.models.blocks import NormLayer, ResidualUnit
+from resnetlab.models.blocks import NetworkUnit, NormLayer, ResidualUnit
+from resnetlab.models.options import ResNetOptions
+from resnetlab.models.placements import FULL_PREACTIVATION
 
 PREACT_MODES = ("branch", "shared", "none")
 
 
 class _PreActivationUnit(ResidualUnit):
     preactivation = True
+    placements = ("original", FULL_PREACTIVATION)  # "original": the unit type itself is the placement
+
+    @classmethod
+    def build(cls, in_channels: int, width: int, stride: int, *, options: ResNetOptions, shortcut: str | None,
+              drop_path: DropPath | None, first_unit: bool) -> NetworkUnit:
+        out_channels = width * cls.expansion
+        merge = cls._make_merge(options, in_channels, out_channels, stride)
+        # The shortcut of a pre-activation unit adds into the unnormalised trunk: a projection has no BN.
+        downsample = make_shortcut(shortcut, in_channels, out_channels, stride, None, options.shortcut_pool)
+        grows = stride != 1 or in_channels != out_channels
+        preact = "none" if first_unit else ("shared" if grows else "branch")
+        return cls(in_channels, width, stride, downsample=downsample, preact=preact, merge=merge,
+                   drop_path=drop_path, norm_layer=options.norm_layer)
 
     def __init__(self, preact: str, in_channels: int, norm_layer: NormLayer) -> None:
         super().__init__()
@@ -51,6 +66,7 @@ class PreActBasicBlock(_PreActivationUnit):
 
     expansion = 1
     weighted_layers = 2
+    _conv_norm_pairs = (("conv1", "bn2"),)  # bn1 acts before conv1 (with a ReLU between): it stays
 
     def __init__(
         self,
@@ -83,6 +99,14 @@ class PreActBottleneck(_PreActivationUnit):
 
     expansion = 4
     weighted_layers = 3
+    _conv_norm_pairs = (("conv1", "bn2"), ("conv2", "bn3"))
+
+    @classmethod
+    def check_options(cls, options: ResNetOptions) -> None:
+        super().check_options(options)
+        if options.stride_in_1x1:
+            raise ValueError("stride_in_1x1 applies to the original bottleneck; pre-activation units "
+                             "put the stride on the 3x3 as the authors' code does")
 
     def __init__(
         self,

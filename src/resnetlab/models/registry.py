@@ -2,18 +2,19 @@
 
 from __future__ import annotations
 
-import difflib
-import fnmatch
 import inspect
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from types import MappingProxyType
 from typing import Any
 
 from torch import nn
 
+from resnetlab.errors import ResnetlabError
+from resnetlab.registry import Registry
 
-class UnknownModelError(ValueError):
+
+class UnknownModelError(ResnetlabError, ValueError):
     """An unregistered model name; the message lists the close matches."""
 
 
@@ -28,6 +29,8 @@ class ModelSpec:
     depth: int
     paper: str
     description: str
+    option_type: type | None = None  # a dataclass whose fields are the options (`ResNetOptions`); None: the
+    # builder's own keyword arguments
     input_size: int = field(init=False)
     num_classes: int = field(init=False)
 
@@ -40,34 +43,29 @@ class ModelSpec:
 
     def options(self) -> list[str]:
         """The keyword options a user may pass to `create_model` for this model."""
-        names = inspect.signature(self.builder).parameters
+        if self.option_type is not None:
+            names = ["num_classes", *(f.name for f in fields(self.option_type))]
+        else:
+            names = list(inspect.signature(self.builder).parameters)
         return [name for name in names if name not in self.architecture]
 
 
-_REGISTRY: dict[str, ModelSpec] = {}
+MODELS: Registry[ModelSpec] = Registry("model", "resnetlab models", UnknownModelError)
 
 
 def register_model(spec: ModelSpec) -> ModelSpec:
     """Add a model to the registry; registering a name twice is an error."""
-    if spec.name in _REGISTRY:
-        raise ValueError(f"model {spec.name!r} is already registered")
-    _REGISTRY[spec.name] = spec
-    return spec
+    return MODELS.register(spec.name, spec)
 
 
 def get_model_spec(name: str) -> ModelSpec:
     """The spec of a registered model, or `UnknownModelError` naming the close matches."""
-    try:
-        return _REGISTRY[name]
-    except KeyError:
-        close = difflib.get_close_matches(name, list(_REGISTRY), n=5, cutoff=0.6)
-        hint = f"did you mean: {', '.join(close)}?" if close else "see `resnetlab models` for the list"
-        raise UnknownModelError(f"unknown model {name!r}; {hint}") from None
+    return MODELS.get(name)
 
 
 def list_models(pattern: str | None = None) -> list[str]:
     """Registered model names in registry order, optionally filtered by a shell pattern like ``"preact*"``."""
-    return [name for name in _REGISTRY if pattern is None or fnmatch.fnmatchcase(name, pattern)]
+    return MODELS.names(pattern)
 
 
 def create_model(name: str, num_classes: int | None = None, **options: Any) -> nn.Module:

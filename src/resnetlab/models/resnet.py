@@ -9,142 +9,89 @@ import torch.nn.functional as F
 from torch import nn
 
 from resnetlab.layers.memory_format import keep_gradient_layout
-from resnetlab.layers.shortcut_variants import make_merge
-from resnetlab.layers.shortcuts import SHORTCUT_POOLS, conv3x3, make_shortcut
-from resnetlab.layers.stochastic_depth import DropPath, StochasticDepth, survival_probabilities
-from resnetlab.models.blocks import (
-    POST_ACTIVATION_PLACEMENTS,
-    BasicBlock,
-    Bottleneck,
-    NormLayer,
-    PlainBlock,
-    ResidualUnit,
-)
+from resnetlab.layers.shortcuts import conv3x3
+from resnetlab.layers.stochastic_depth import DropPath, survival_probabilities
+from resnetlab.models.blocks import NetworkUnit, ResidualUnit
 from resnetlab.models.checkpointing import check_segments, run_checkpointed
-from resnetlab.models.preact_blocks import PreActBasicBlock, PreActBottleneck
+from resnetlab.models.fusion import fuse_for_inference
+from resnetlab.models.options import ResNetOptions
 
 STEMS = ("imagenet", "cifar")
-UNIT_TYPES = (BasicBlock, Bottleneck, PlainBlock, PreActBasicBlock, PreActBottleneck)
 
 
 class ResNet(nn.Module):
     """A residual (or plain) network.
 
     Args:
-        block: the unit class, one of ``UNIT_TYPES``.
+        block: the unit class, a `NetworkUnit` (``BasicBlock``, ``Bottleneck``, ``PlainBlock``,
+            ``PreActBasicBlock``, ``PreActBottleneck``).
         layers: units per stage, e.g. ``(3, 4, 6, 3)`` for ResNet-50 or ``(18, 18, 18)`` for ResNet-110.
-        widths: base channels per stage (the output has ``width * block.expansion`` channels).
+        widths: base channels per stage (the output has ``width * block.expansion`` channels); the stem conv
+            has ``widths[0]`` channels (64 ImageNet, 16 CIFAR).
         num_classes: outputs of the final fully-connected layer.
         stem: ``"imagenet"`` (7x7/2 conv, 3x3/2 max pool) or ``"cifar"`` (3x3 conv, no pool).
-        stem_width: channels of the stem conv (64 ImageNet, 16 CIFAR).
-        in_channels: channels of the input image.
-        norm_layer: the normalisation layer constructor (``nn.BatchNorm2d`` by default).
-        shortcut: option ``"A"``, ``"B"`` or ``"C"`` (He et al. 2015); ignored by plain units.
-        shortcut_pool: how option A subsamples: ``"subsample"`` (the ResNet paper) or ``"avg"``
-            (the stochastic-depth paper).
-        stride_in_1x1: bottleneck stride on the first 1x1 (v1, the paper) instead of the 3x3 (v1.5).
-        placement: activation placement of post-activation units (He et al. 2016, Table 2 a-d).
-        merge_options: the shortcut variant of He et al. 2016, Table 1, as keyword arguments of
-            `resnetlab.layers.shortcut_variants.make_merge`, or None for the plain sum.
-        stochastic_depth: `StochasticDepth` settings, or None for a constant-depth network.
-        zero_init_residual: start the last BN of every branch at 0, so each unit starts as the identity.
-        checkpoint_segments: activation checkpointing (0, the default, turns it off). With k > 0, in training
-            mode with grad enabled, the residual units (all stages, in order) run in k contiguous chunks of
-            nearly equal size (one unit per chunk when k exceeds the number of units), each under
-            `torch.utils.checkpoint.checkpoint`: only the chunks' inputs are kept for backward and every
-            chunk's forward runs again during backward, about one extra forward pass of compute. Between
-            sqrt(units) and 2 sqrt(units) segments keep the least (a bottleneck unit stores several times its
-            input, which favours more segments; measured by ``benchmarks/memory_deep_nets.py``). Results, stochastic-depth
-            decisions and BN running statistics are the same as without it (`resnetlab.models.checkpointing`).
-            Eval mode and ``torch.no_grad()`` run as usual. Also settable later: ``model.checkpoint_segments = 8``.
+        options: everything else (`ResNetOptions`: shortcut, placement, norm, stochastic depth, ...).
+
+    ``options.checkpoint_segments`` turns on activation checkpointing: with k > 0, in training mode with grad
+    enabled, the residual units (all stages, in order) run in k contiguous chunks of nearly equal size (one unit
+    per chunk when k exceeds the number of units), each under `torch.utils.checkpoint.checkpoint`: only the
+    chunks' inputs are kept for backward and every chunk's forward runs again during backward, about one extra
+    forward pass of compute. Between sqrt(units) and 2 sqrt(units) segments keep the least (a bottleneck unit
+    stores several times its input, which favours more segments; measured by ``benchmarks/memory_deep_nets.py``).
+    Results, stochastic-depth decisions and BN running statistics are the same as without it
+    (`resnetlab.models.checkpointing`). Eval mode and ``torch.no_grad()`` run as usual. Also settable later:
+    ``model.checkpoint_segments = 8``.
     """
 
-    def __init__(
-        self,
-        block: type[nn.Module],
-        layers: Sequence[int],
-        widths: Sequence[int],
-        *,
-        num_classes: int = 1000,
-        stem: str = "imagenet",
-        stem_width: int = 64,
-        in_channels: int = 3,
-        norm_layer: NormLayer = nn.BatchNorm2d,
-        shortcut: str = "B",
-        shortcut_pool: str = "subsample",
-        stride_in_1x1: bool = False,
-        placement: str = "original",
-        merge_options: dict | None = None,
-        stochastic_depth: StochasticDepth | None = None,
-        zero_init_residual: bool = False,
-        checkpoint_segments: int = 0,
-    ) -> None:
+    def __init__(self, block: type[NetworkUnit], layers: Sequence[int], widths: Sequence[int], *,
+                 num_classes: int = 1000, stem: str = "imagenet", options: ResNetOptions | None = None) -> None:
         super().__init__()
-        self.checkpoint_segments = checkpoint_segments
-        self._check_arguments(block, layers, widths, num_classes, stem, shortcut_pool, placement,
-                              merge_options, stochastic_depth, stride_in_1x1)
-        self.block = block
-        self.stem_type = stem
-        self.shortcut_option = None if block is PlainBlock else shortcut
-        self.conv1, self.maxpool = self._make_stem(stem, in_channels, stem_width)
-        self.bn1 = norm_layer(stem_width)  # the pre-activation nets' first activation sits here too
-
-        num_units = sum(layers)
-        survival = (survival_probabilities(num_units, stochastic_depth.p_last, stochastic_depth.rule)
-                    if stochastic_depth is not None else [1.0] * num_units)
+        options = options if options is not None else ResNetOptions()
+        self._check_arguments(block, layers, widths, num_classes, stem, options)
+        self.checkpoint_segments = options.checkpoint_segments
+        self.block, self.stem_type, self.options = block, stem, options
+        stem_width = widths[0]
+        self.conv1, self.maxpool = self._make_stem(stem, options.in_channels, stem_width)
+        self.bn1 = options.norm_layer(stem_width)  # the pre-activation nets' first activation sits here too
+        shortcut = options.resolved_shortcut(block.default_shortcut(stem))
+        drop_paths = self._make_drop_paths(sum(layers), options)
         channels = stem_width
-        unit_index = 0
         self.stage_names: list[str] = []
         for stage, (num_blocks, width) in enumerate(zip(layers, widths)):
             units = []
             for index in range(num_blocks):
                 stride = 2 if stage > 0 and index == 0 else 1
-                drop_path = (DropPath(survival[unit_index], stochastic_depth.mode, stochastic_depth.scaling)
-                             if stochastic_depth is not None else None)
-                units.append(self._make_unit(
-                    block, channels, width, stride, norm_layer=norm_layer, shortcut=shortcut,
-                    shortcut_pool=shortcut_pool, stride_in_1x1=stride_in_1x1, placement=placement,
-                    merge_options=merge_options, drop_path=drop_path, first_unit=unit_index == 0,
-                ))
+                units.append(block.build(channels, width, stride, options=options, shortcut=shortcut,
+                                         drop_path=drop_paths.pop(0), first_unit=stage == 0 and index == 0))
                 channels = width * block.expansion
-                unit_index += 1
-            name = f"layer{stage + 1}"
-            self.add_module(name, nn.Sequential(*units))
-            self.stage_names.append(name)
+            self.add_module(f"layer{stage + 1}", nn.Sequential(*units))
+            self.stage_names.append(f"layer{stage + 1}")
         self.num_features = channels
         # Pre-activation nets end with an extra BN-ReLU after the last addition (He et al. 2016, appendix).
-        self.final_bn = norm_layer(channels) if block.preactivation else None
+        self.final_bn = options.norm_layer(channels) if block.preactivation else None
         self.avgpool = nn.AdaptiveAvgPool2d(1)
         self.fc = nn.Linear(channels, num_classes)
-        self._initialise(zero_init_residual)
+        self._initialise(options.zero_init_residual)
 
     @staticmethod
-    def _check_arguments(block, layers, widths, num_classes, stem, shortcut_pool, placement, merge_options,
-                         stochastic_depth, stride_in_1x1) -> None:
-        if block not in UNIT_TYPES:
-            raise ValueError(f"block must be one of {[b.__name__ for b in UNIT_TYPES]}, got {block!r}")
+    def _check_arguments(block, layers, widths, num_classes, stem, options) -> None:
+        if not (isinstance(block, type) and issubclass(block, NetworkUnit)):
+            raise ValueError(f"block must be a NetworkUnit class (BasicBlock, Bottleneck, ...), got {block!r}")
         if len(layers) != len(widths) or not layers or min(layers) < 1:
             raise ValueError(f"layers {tuple(layers)} and widths {tuple(widths)} must be non-empty, equal length, >= 1")
         if num_classes < 1:
             raise ValueError(f"num_classes must be >= 1, got {num_classes}")
         if stem not in STEMS:
             raise ValueError(f"stem must be one of {STEMS}, got {stem!r}")
-        if shortcut_pool not in SHORTCUT_POOLS:
-            raise ValueError(f"shortcut_pool must be one of {SHORTCUT_POOLS}, got {shortcut_pool!r}")
-        if block.preactivation and placement not in ("original", "full_preact"):
-            raise ValueError(f"placement={placement!r} applies to post-activation units, not {block.__name__}")
-        if not block.preactivation and block is not PlainBlock and placement not in POST_ACTIVATION_PLACEMENTS:
-            raise ValueError(f"placement must be one of {tuple(POST_ACTIVATION_PLACEMENTS)}, got {placement!r}")
-        if block is PlainBlock and (stochastic_depth is not None or merge_options or placement != "original"):
-            raise ValueError("plain nets have no shortcut: stochastic depth, shortcut variants and "
-                             "activation placements apply to residual nets only")
-        if stochastic_depth is not None and merge_options:
-            raise ValueError("stochastic depth with a shortcut variant is not supported: a dropped unit's "
-                             "output under a gated or scaled shortcut is not defined by either paper")
-        # Basic units have no 1x1, so v1 and v1.5 coincide for them and the flag is harmless there.
-        if stride_in_1x1 and block is PreActBottleneck:
-            raise ValueError("stride_in_1x1 applies to the original bottleneck; pre-activation units "
-                             "put the stride on the 3x3 as the authors' code does")
+        block.check_options(options)
+
+    @staticmethod
+    def _make_drop_paths(num_units: int, options: ResNetOptions) -> list[DropPath | None]:
+        settings = options.stochastic_depth
+        if settings is None:
+            return [None] * num_units
+        return [DropPath(p, settings.mode, settings.scaling)
+                for p in survival_probabilities(num_units, settings.p_last, settings.rule)]
 
     @staticmethod
     def _make_stem(stem: str, in_channels: int, width: int) -> tuple[nn.Conv2d, nn.Module]:
@@ -152,25 +99,6 @@ class ResNet(nn.Module):
             conv = nn.Conv2d(in_channels, width, kernel_size=7, stride=2, padding=3, bias=False)
             return conv, nn.MaxPool2d(kernel_size=3, stride=2, padding=1)
         return conv3x3(in_channels, width), nn.Identity()
-
-    @staticmethod
-    def _make_unit(block, in_channels, width, stride, *, norm_layer, shortcut, shortcut_pool, stride_in_1x1,
-                   placement, merge_options, drop_path, first_unit) -> nn.Module:
-        if block is PlainBlock:
-            return PlainBlock(in_channels, width, stride, norm_layer=norm_layer)
-        out_channels = width * block.expansion
-        merge = make_merge(in_channels=in_channels, out_channels=out_channels, stride=stride,
-                           **merge_options) if merge_options else None
-        common = dict(merge=merge, drop_path=drop_path, norm_layer=norm_layer)
-        if block.preactivation:
-            # The shortcut of a pre-activation unit adds into the unnormalised trunk: a projection has no BN.
-            downsample = make_shortcut(shortcut, in_channels, out_channels, stride, None, shortcut_pool)
-            grows = stride != 1 or in_channels != out_channels
-            preact = "none" if first_unit else ("shared" if grows else "branch")
-            return block(in_channels, width, stride, downsample=downsample, preact=preact, **common)
-        downsample = make_shortcut(shortcut, in_channels, out_channels, stride, norm_layer, shortcut_pool)
-        extra = {"stride_in_1x1": stride_in_1x1} if block is Bottleneck else {}
-        return block(in_channels, width, stride, downsample=downsample, placement=placement, **common, **extra)
 
     def _initialise(self, zero_init_residual: bool) -> None:
         # He et al. 2015 ("Delving deep", fan-out as the authors' Torch code and torchvision); norm layers
@@ -232,9 +160,11 @@ class ResNet(nn.Module):
 
     def fuse_for_inference(self) -> ResNet:
         """Fold BN into the preceding convolutions (in place) for faster inference; returns self, in eval mode."""
-        from resnetlab.models.fusion import fuse_for_inference
-
         return fuse_for_inference(self)
+
+    def conv_norm_pairs(self) -> list[tuple[str, str]]:
+        """The stem's BN follows its convolution (the units report their own pairs)."""
+        return [("conv1", "bn1")]
 
     # ---- forward ---------------------------------------------------------------------------------------
     def forward_stem(self, x: torch.Tensor) -> torch.Tensor:

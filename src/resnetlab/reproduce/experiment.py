@@ -3,14 +3,18 @@ analysis that turns the runs' records into extra table columns, figures and chec
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from resnetlab.config import recipe_root
+from resnetlab.errors import ResnetlabError
+from resnetlab.registry import Registry
 from resnetlab.reproduce.budgets import BUDGET_NAMES, Plan
 
-CONFIGS = Path(__file__).resolve().parents[3] / "configs"  # the recipes, in the source checkout
+
+class UnknownExperimentError(ResnetlabError, ValueError):
+    """An experiment name that is not registered; the message lists the close matches."""
 
 
 @dataclass(frozen=True)
@@ -18,13 +22,13 @@ class Row:
     """One line of a paper's table: a recipe file and how it is labelled and grouped."""
 
     label: str  # as the paper names it, e.g. "plain-20", "(e) full pre-activation"
-    recipe: str  # path below configs/
+    recipe: str  # path below the shipped recipes (`resnetlab.config.recipe_root`), e.g. "resnet/fig6_cifar10_plain20.yaml"
     group: str = ""  # the series it belongs to in figures ("plain", "ResNet", "ResNet-110", ...)
     overrides: tuple[str, ...] = ()  # on top of the recipe, for every budget
 
     @property
     def recipe_path(self) -> Path:
-        return CONFIGS / self.recipe
+        return recipe_root() / self.recipe
 
 
 @dataclass(frozen=True)
@@ -80,30 +84,18 @@ class Experiment:
         return self.rows if chosen is None else tuple(row for row in self.rows if row.label in chosen)
 
 
-_EXPERIMENTS: dict[str, Experiment] = {}
+# Filled when `resnetlab.reproduce` is imported: its package imports `resnetlab.reproduce.experiments`, whose
+# modules register the experiments of each paper in the papers' order.
+EXPERIMENTS: Registry[Experiment] = Registry("experiment", "resnetlab reproduce --list", UnknownExperimentError)
 
 
 def register_experiment(experiment: Experiment) -> Experiment:
-    if experiment.name in _EXPERIMENTS:
-        raise ValueError(f"experiment {experiment.name!r} is already registered")
-    _EXPERIMENTS[experiment.name] = experiment
-    return experiment
+    return EXPERIMENTS.register(experiment.name, experiment)
 
 
 def list_experiments() -> list[Experiment]:
-    _load_catalog()
-    return list(_EXPERIMENTS.values())
+    return list(EXPERIMENTS)
 
 
 def get_experiment(name: str) -> Experiment:
-    _load_catalog()
-    try:
-        return _EXPERIMENTS[name]
-    except KeyError:
-        close = difflib.get_close_matches(name, list(_EXPERIMENTS), n=3, cutoff=0.5)
-        hint = f"did you mean {', '.join(close)}?" if close else "see `resnetlab reproduce --list`"
-        raise ValueError(f"unknown experiment {name!r}; {hint}") from None
-
-
-def _load_catalog() -> None:
-    import resnetlab.reproduce.experiments  # noqa: F401  (registers the experiments on import)
+    return EXPERIMENTS.get(name)

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from resnetlab.reproduce.experiment import Analysis, get_experiment
 from resnetlab.reproduce.results import ExperimentResults, RowResult, Stats, load_results
+from resnetlab.training.environment import describe_machine
 
 REPORT_MD, REPORT_HTML, RESULTS_JSON = "report.md", "report.html", "results.json"
 VERDICTS = {True: "shown", False: "not shown", None: "cannot tell"}
@@ -77,7 +78,7 @@ def _setup_lines(results: ExperimentResults) -> list[str]:
                  f"for validation (split seed {data.get('split_seed')}).")
     lines.append(f"Seeds: {', '.join(str(s) for s in manifest['seeds'])}; statistics over seeds are the median "
                  "(as the Identity Mappings paper reports) and the mean +- sample std.")
-    machines = sorted({_machine(run.environment) for run in finished if run.environment})
+    machines = sorted({describe_machine(run.environment) for run in finished if run.environment})
     commits = sorted({str(run.environment.get("git_commit")) for run in finished if run.environment})
     if machines:
         lines.append(f"Machine: {'; '.join(machines)}. resnetlab at commit {', '.join(commits)}.")
@@ -85,13 +86,6 @@ def _setup_lines(results: ExperimentResults) -> list[str]:
     lines.append(f"Training time over all runs: {duration(total)} (evaluation excluded); "
                  f"wall time of the command: {duration(manifest.get('wall_seconds'))}.")
     return lines
-
-
-def _machine(environment: dict) -> str:
-    gpus = environment.get("gpus") or []
-    return (f"{environment.get('cpu')}, {environment.get('cpu_count')} CPUs, {environment.get('torch_threads')} "
-            f"torch threads" + (f", GPU {', '.join(gpus)}" if gpus else "")
-            + f"; torch {environment.get('torch')}, Python {environment.get('python')}")
 
 
 def build_blocks(experiment, results: ExperimentResults, analysis: Analysis) -> list[tuple]:

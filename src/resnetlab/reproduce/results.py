@@ -10,7 +10,14 @@ from pathlib import Path
 
 import yaml
 
+from resnetlab.errors import ResnetlabError
 from resnetlab.training.metrics_log import read_metrics
+
+MANIFEST_FILE = "experiment.json"  # a report folder's list of rows and runs, written by `resnetlab reproduce`
+
+
+class ReportFolderError(ResnetlabError, FileNotFoundError):
+    """A report folder or a run record in it is missing; the message names it and the command that writes it."""
 
 
 @dataclass
@@ -36,7 +43,7 @@ class RunRecord:
 
         config_path = run_dir / "config.yaml"
         if not config_path.is_file():
-            raise FileNotFoundError(f"run records missing: {config_path}; rerun `resnetlab reproduce` to finish it")
+            raise ReportFolderError(f"run records missing: {config_path}; rerun `resnetlab reproduce` to finish it")
         extras = {path.stem: json.loads(path.read_text()) for path in sorted(run_dir.glob("*.json"))
                   if path.name not in ("environment.json", "summary.json", "diverged.json")}
         return cls(run_dir.name, yaml.safe_load(config_path.read_text()), optional_json("environment.json") or {},
@@ -129,8 +136,6 @@ class ExperimentResults:
 
 
 def load_results(report_dir: Path) -> ExperimentResults:
-    from resnetlab.reproduce.runner import MANIFEST_FILE
-
     manifest = json.loads((report_dir / MANIFEST_FILE).read_text())
     rows = [RowResult(row["label"], row["group"], row["recipe"], row["recipe_model"], row.get("recipe_length", ""),
                       row.get("recipe_batch_size"), row.get("paper") or {}, [RunRecord.read(report_dir / "runs" / name) for name in row["runs"]])

@@ -20,12 +20,16 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from resnetlab.config import Config, load_config, to_dict
+from resnetlab.errors import UsageError
 from resnetlab.reproduce.budgets import BUDGET_NAMES, Plan, data_overrides, shorten_overrides
 from resnetlab.reproduce.experiment import Experiment, Row
+from resnetlab.reproduce.report import build_report
+from resnetlab.reproduce.results import MANIFEST_FILE, ReportFolderError
 from resnetlab.training.checkpoint import LAST_CHECKPOINT
-from resnetlab.training.session import SUMMARY_FILE
+from resnetlab.training.probes import TrainingCurve
+from resnetlab.training.session import SUMMARY_FILE, train
+from resnetlab.training.trainer import TrainingDiverged
 
-MANIFEST_FILE = "experiment.json"
 DIVERGED_FILE = "diverged.json"
 # Files of a run folder a report needs (checkpoints and TensorBoard logs stay behind).
 RECORD_FILES = ("config.yaml", "environment.json", "metrics.jsonl", "curve.jsonl", SUMMARY_FILE, DIVERGED_FILE,
@@ -77,10 +81,6 @@ def run_state(run_dir: Path) -> str:
 def ensure_trained(config: Config, run_dir: Path, plan: Plan, *, device: str, log: Callable[[str], None],
                    progress: bool | None) -> str:
     """Train, resume or reuse the run in ``run_dir``; returns how it ended (done or diverged)."""
-    from resnetlab.training.probes import TrainingCurve
-    from resnetlab.training.session import train
-    from resnetlab.training.trainer import TrainingDiverged
-
     state = run_state(run_dir)
     if state in ("done", "diverged"):
         log(f"  {run_dir.name}: {state}, reused")
@@ -104,14 +104,12 @@ def reproduce(experiment: Experiment, budget: str, *, seeds: int | None = None, 
               out_dir: str | Path = "runs/reproduce", device: str = "cpu", log: Callable[[str], None] = print,
               progress: bool | None = None, command: str | None = None) -> Path:
     """Run every row of ``experiment`` at ``budget`` and write its report; returns the report folder."""
-    from resnetlab.reproduce.report import build_report
-
     if budget not in BUDGET_NAMES:
-        raise ValueError(f"unknown budget {budget!r}; choose one of {', '.join(BUDGET_NAMES)}")
+        raise UsageError(f"unknown budget {budget!r}; choose one of {', '.join(BUDGET_NAMES)}")
     plan = experiment.plans[budget]
     seeds = plan.seeds if seeds is None else seeds
     if seeds < 1:
-        raise ValueError(f"--seeds must be at least 1, got {seeds}")
+        raise UsageError(f"--seeds must be at least 1, got {seeds}")
     out_dir = Path(out_dir)
     data_settings = data_overrides(data, budget)
     report_dir = out_dir / f"{experiment.name}-{budget}"
@@ -168,11 +166,9 @@ def copy_records(runs_dir: Path, report_dir: Path, manifest: dict) -> None:
 
 def rebuild(source: str | Path, out: str | Path | None = None) -> Path:
     """`resnetlab report`: rebuild the report of a report folder, optionally into a copy at ``out``."""
-    from resnetlab.reproduce.report import build_report
-
     source = Path(source)
     if not (source / MANIFEST_FILE).is_file():
-        raise FileNotFoundError(f"{source} is not a report folder (no {MANIFEST_FILE}); give a folder written by "
+        raise ReportFolderError(f"{source} is not a report folder (no {MANIFEST_FILE}); give a folder written by "
                                 "`resnetlab reproduce`, e.g. runs/reproduce/degradation-cpu")
     if out is not None and Path(out).resolve() != source.resolve():
         manifest = json.loads((source / MANIFEST_FILE).read_text())

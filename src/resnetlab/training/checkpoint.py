@@ -19,11 +19,13 @@ from typing import Any
 import numpy as np
 import torch
 
+from resnetlab.errors import ResnetlabError
+
 LAST_CHECKPOINT = "last.pt"
 BEST_CHECKPOINT = "best.pt"
 
 
-class CheckpointError(Exception):
+class CheckpointError(ResnetlabError):
     """A checkpoint that cannot be read; the message names the file and the reason."""
 
 

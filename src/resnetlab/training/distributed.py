@@ -27,6 +27,10 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
+from resnetlab.errors import UsageError
+from resnetlab.layers.stochastic_depth import has_batch_gates
+from resnetlab.layers.sync_batchnorm import convert_to_all_reduce_bn
+
 TIMEOUT_MINUTES = 30  # a collective waiting longer than this means a rank died: fail instead of hanging
 
 
@@ -90,11 +94,11 @@ def init_distributed(device: str) -> tuple[Distributed, str]:
     kind = torch.device(device).type
     if kind == "cuda":
         if not torch.cuda.is_available():
-            raise ValueError("--device cuda under torchrun, but this machine has no CUDA GPU; use --device cpu")
+            raise UsageError("--device cuda under torchrun, but this machine has no CUDA GPU; use --device cpu")
         torch.cuda.set_device(local_rank)
         device = f"cuda:{local_rank}"
     elif kind != "cpu":
-        raise ValueError(f"distributed training runs on cuda (NCCL) or cpu (gloo), not {device}")
+        raise UsageError(f"distributed training runs on cuda (NCCL) or cpu (gloo), not {device}")
     if not dist.is_initialized():
         dist.init_process_group("nccl" if kind == "cuda" else "gloo",
                                 timeout=datetime.timedelta(minutes=TIMEOUT_MINUTES))
@@ -117,7 +121,7 @@ def check_global_batch(batch_size: int, context: Distributed) -> int:
     """The per-rank batch: the global ``train.batch_size`` split evenly over the ranks."""
     per_rank, rest = divmod(batch_size, context.world_size)
     if rest or per_rank < 2:
-        raise ValueError(f"train.batch_size={batch_size} (the global batch) must split into equal parts of at "
+        raise UsageError(f"train.batch_size={batch_size} (the global batch) must split into equal parts of at "
                          f"least 2 images over {context.world_size} processes; use a multiple of "
                          f"{context.world_size}")
     return per_rank
@@ -127,9 +131,6 @@ def wrap_for_training(model: torch.nn.Module, context: Distributed, device: torc
                       sync_bn: bool) -> torch.nn.Module:
     """Batch norm over the global batch when asked (torch's SyncBatchNorm on GPUs, our all-reduce BN on CPU
     processes, where torch's does not run), then DistributedDataParallel; the model itself when not distributed."""
-    from resnetlab.layers.stochastic_depth import DropPath
-    from resnetlab.layers.sync_batchnorm import convert_to_all_reduce_bn
-
     if not context.enabled:
         return model
     if sync_bn:
@@ -139,8 +140,7 @@ def wrap_for_training(model: torch.nn.Module, context: Distributed, device: torc
             model = convert_to_all_reduce_bn(model)
     # A dropped unit's parameters get no gradient in that step: DDP must be told that parameters may go
     # unused. Every rank drops the same units, so the skipped all-reduce is skipped everywhere.
-    gated = any(isinstance(module, DropPath) and module.active and module.mode == "batch"
-                for module in model.modules())
     return torch.nn.parallel.DistributedDataParallel(
-        model, device_ids=[device.index] if device.type == "cuda" else None, find_unused_parameters=gated,
+        model, device_ids=[device.index] if device.type == "cuda" else None,
+        find_unused_parameters=has_batch_gates(model),
         broadcast_buffers=not sync_bn)

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import datetime
 import os
 import platform
 import subprocess
 import sys
+from importlib import metadata
 from pathlib import Path
 
 import numpy as np
@@ -35,23 +37,40 @@ def cpu_name() -> str:
     return platform.processor() or platform.machine()
 
 
+def package_version(name: str) -> str | None:
+    """The installed version of a distribution (no import needed), or None when it is not installed."""
+    try:
+        return metadata.version(name)
+    except metadata.PackageNotFoundError:
+        return None
+
+
 def describe_environment(seed: int | None = None) -> dict:
     """A JSON-ready description of the machine and software."""
-    from resnetlab import __version__
-
-    info = {
-        "resnetlab": __version__,
+    cuda = torch.cuda.is_available()
+    return {
+        "resnetlab": package_version("resnetlab"),
         "git_commit": git_commit(),
         "python": sys.version.split()[0],
         "torch": torch.__version__,
         "numpy": np.__version__,
+        "onnxruntime": package_version("onnxruntime"),
         "platform": platform.platform(),
         "cpu": cpu_name(),
         "cpu_count": os.cpu_count(),
         "torch_threads": torch.get_num_threads(),
-        "cuda": torch.version.cuda if torch.cuda.is_available() else None,
-        "gpus": [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
-        if torch.cuda.is_available() else [],
+        "cuda": torch.version.cuda if cuda else None,
+        "gpus": [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())] if cuda else [],
         "seed": seed,
+        "date": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
     }
-    return info
+
+
+def describe_machine(environment: dict | None = None) -> str:
+    """One line naming the machine and software of ``environment`` (default: this process's), for benchmark
+    output and reports."""
+    env = environment if environment is not None else describe_environment()
+    gpus = env.get("gpus") or []
+    return (f"{env.get('cpu')}, {env.get('cpu_count')} CPUs, {env.get('torch_threads')} torch threads"
+            + (f", GPU {', '.join(gpus)}" if gpus else "")
+            + f"; torch {env.get('torch')}, Python {env.get('python')}")

@@ -11,7 +11,6 @@ import torch
 from resnetlab.config import Config, config_from_dict
 from resnetlab.data.augment import Normalizer, nhwc_to_nchw
 from resnetlab.data.errors import DataError
-from resnetlab.models import create_model
 from resnetlab.training.checkpoint import LAST_CHECKPOINT, CheckpointError, load_checkpoint
 
 
@@ -40,8 +39,7 @@ def load_trained_model(path: str | Path, device: str = "cpu") -> TrainedModel:
                               "plain weights (torchvision, other scripts) use resnetlab.load_weights(model, path)")
     config = config_from_dict(checkpoint["config"])
     classes = list(checkpoint["classes"])
-    model = create_model(config.model.name, num_classes=config.model.num_classes or len(classes),
-                         **config.model.options)
+    model = config.model.build(len(classes))
     model.load_state_dict(checkpoint["model"])
     model.to(device).eval()
     image_size = int(checkpoint["image_size"])

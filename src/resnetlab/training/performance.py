@@ -14,6 +14,8 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
+from resnetlab.layers.stochastic_depth import has_batch_gates
+
 # glibc mallopt parameters (malloc.h) and the values we set.
 _M_TRIM_THRESHOLD = -1
 _M_TOP_PAD = -2
@@ -65,10 +67,7 @@ def compiles_well(model: nn.Module) -> bool:
     """False for models whose forward breaks the compiled graph at every unit: batch-mode stochastic depth (a
     Python decision per unit per step: compiled, ResNet-110 with p_L = 0.5 took 32-38% longer per step than
     compiled constant depth in two runs of benchmarks/stochastic_depth_time.py) and activation checkpointing."""
-    from resnetlab.layers.stochastic_depth import DropPath
-
-    gated = any(isinstance(m, DropPath) and m.active and m.mode == "batch" for m in model.modules())
-    return not gated and not getattr(model, "checkpoint_segments", 0)
+    return not has_batch_gates(model) and not getattr(model, "checkpoint_segments", 0)
 
 
 def should_compile(setting: bool | None, iterations: int, model: nn.Module | None = None) -> bool:

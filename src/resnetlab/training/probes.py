@@ -14,13 +14,14 @@ ends), spread evenly over the split so that every class is in it.
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 from typing import Protocol
 
 import torch
 from torch import nn
 
+from resnetlab.layers.batchnorm import ReferenceBatchNorm2d
+from resnetlab.training.evaluation import evaluate
 from resnetlab.training.metrics_log import MetricsLog
 
 CURVE_FILE = "curve.jsonl"
@@ -104,16 +105,11 @@ class TrainingCurve:
         self._reset_window()
 
     def _held_out_error(self, run) -> float | None:
-        from resnetlab.training.trainer import evaluate
-
-        started = time.perf_counter()
         if self._held_out is None:
             self._held_out = spread_subset(run.data.eval_batches(self.split), run.data.split_sizes[self.split],
                                            self.eval_images)
         result = evaluate(run.model, self._held_out, len(run.data.classes), run.memory_format)
-        run.model.train()
-        # Evaluation is not training: keep it out of the epoch's training time (and images/s).
-        run.state.epoch_seconds -= time.perf_counter() - started
+        run.model.train()  # the trainer's clock is stopped while probes run: this costs no training time
         return None if result is None else result["error"]
 
     def close(self) -> None:
@@ -164,6 +160,4 @@ def layer_response_stds(model: nn.Module, batches) -> list[dict]:
 
 
 def _is_norm(module: nn.Module) -> bool:
-    from resnetlab.layers.batchnorm import ReferenceBatchNorm2d
-
     return isinstance(module, (nn.BatchNorm2d, ReferenceBatchNorm2d))

@@ -1,4 +1,9 @@
-"""A training run from start (or a checkpoint) to its summary, with its run folder:
+"""A training run's lifecycle, from start (or resume) to its summary: what ``resnetlab train`` runs.
+
+    train(config)  ->  Session.start or Session.resume  ->  per epoch: Session.run_epoch, Session.end_epoch
+                   ->  Session.finish
+
+The run folder:
 
     RUN/config.yaml        the resolved config          RUN/environment.json  versions, git commit, machine, seed
     RUN/metrics.jsonl      one line per epoch           RUN/tensorboard/      the same scalars for TensorBoard
@@ -13,17 +18,17 @@ from __future__ import annotations
 import json
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
-import torch
-
 from resnetlab.config import Config, config_from_dict, save_config
+from resnetlab.errors import ResnetlabError
 from resnetlab.training.checkpoint import BEST_CHECKPOINT, LAST_CHECKPOINT, load_checkpoint, save_checkpoint
 from resnetlab.training.distributed import SINGLE, Distributed
 from resnetlab.training.environment import describe_environment
+from resnetlab.training.evaluation import evaluate
 from resnetlab.training.metrics_log import MetricsLog
-from resnetlab.training.plots import plot_error_curves
+from resnetlab.training.plots import plot_error_curves, record_series
 from resnetlab.training.probes import Probe
 from resnetlab.training.trainer import (
     Run,
@@ -31,7 +36,6 @@ from resnetlab.training.trainer import (
     TrainingInterrupted,
     build_run,
     checkpoint_state,
-    evaluate,
     restore,
     start_next_epoch,
     train_one_epoch,
@@ -41,61 +45,167 @@ SUMMARY_FILE = "summary.json"
 CURVES_FILE = "error_curves.png"
 
 
+class RunFolderError(ResnetlabError, FileExistsError):
+    """A new run would overwrite the run already in its folder."""
+
+
 def new_run_dir(config: Config, run_dir: str | Path | None = None) -> Path:
     name = config.run.name or f"{config.model.name}-{config.data.name}-{time.strftime('%Y%m%d-%H%M%S')}"
     run_dir = Path(run_dir) if run_dir is not None else Path(config.run.out_dir) / name
     if (run_dir / LAST_CHECKPOINT).exists():
-        raise FileExistsError(f"run folder {run_dir} already holds a run; resume it with --resume {run_dir} "
-                              "or choose another run.name")
+        raise RunFolderError(f"run folder {run_dir} already holds a run; resume it with --resume {run_dir} "
+                             "or choose another run.name")
     run_dir.mkdir(parents=True, exist_ok=True)
     return run_dir
 
 
-def _evaluate_splits(run: Run) -> dict:
-    record = {}
-    for split in ("val", "test"):
-        result = evaluate(run.model, run.data.eval_batches(split), len(run.data.classes), run.memory_format,
-                          run.distributed)
-        for key, value in (result or {}).items():
-            record[f"{split}_{key}"] = value
-    return record
+class Session:
+    """One run and its folder: the steps of `train`, each small enough to read on its own."""
 
+    def __init__(self, run: Run, run_dir: Path, log: Callable[[str], None], resumed_at: int | None) -> None:
+        self.run, self.run_dir, self.log, self.resumed_at = run, run_dir, log, resumed_at
+        self.main = run.distributed.is_main
+        self.metrics = MetricsLog(run_dir, resume_after_iteration=resumed_at, write=self.main)
+        self.probes: Sequence[Probe] = ()
+        self.bar = None
 
-def _progress_bar(run: Run, enabled: bool | None):
-    from tqdm import tqdm
+    # ---- start or resume -----------------------------------------------------------------------------------
+    @classmethod
+    def start(cls, config: Config, run_dir: str | Path | None, device: str, log: Callable[[str], None],
+              distributed: Distributed) -> Session:
+        """A new run: rank 0 names and creates the folder (its name may hold a timestamp), the others take it."""
+        folder = new_run_dir(config, run_dir) if distributed.is_main else None
+        folder = Path(distributed.broadcast(str(folder) if folder is not None else None))
+        if distributed.is_main:
+            save_config(config, folder / "config.yaml")
+            environment = describe_environment(config.train.seed)
+            environment["world_size"] = distributed.world_size
+            (folder / "environment.json").write_text(json.dumps(environment, indent=2))
+        run = build_run(config, device, log, distributed)
+        sizes = run.data.split_sizes
+        log(f"run folder {folder}: {config.model.name} on {config.data.name} ({sizes['train']} train / "
+            f"{sizes['val']} val / {sizes['test']} test images), {run.total_iterations} iterations of batch "
+            f"{config.train.batch_size}")
+        return cls(run, folder, log, resumed_at=None)
 
-    enabled = sys.stderr.isatty() if enabled is None else enabled
-    enabled = enabled and run.distributed.is_main
-    # Counted in images (unit_scale = batch size), so the bar shows images/s and the ETA.
-    return tqdm(total=run.total_iterations, initial=run.state.iteration, unit="img",
-                unit_scale=run.config.train.batch_size, disable=not enabled, dynamic_ncols=True,
-                desc=run.config.model.name)
+    @classmethod
+    def resume(cls, path: str | Path, device: str, log: Callable[[str], None], distributed: Distributed) -> Session:
+        """The run of a folder (or checkpoint file), rebuilt from its saved config, at its checkpoint's position."""
+        path = Path(path)
+        checkpoint = load_checkpoint(path / LAST_CHECKPOINT if path.is_dir() else path)
+        folder = path if path.is_dir() else path.parent
+        run = build_run(config_from_dict(checkpoint["config"]), device, log, distributed)
+        restore(run, checkpoint)
+        saved_world = int(checkpoint.get("world_size", 1))
+        if saved_world != distributed.world_size:
+            log(f"note: the checkpoint was written by {saved_world} process(es), resuming with "
+                f"{distributed.world_size}: the global batch and the data order are unchanged, the per-process "
+                "BN batches are not (use model.sync_bn for the same statistics)")
+        log(f"resuming {folder} at iteration {run.state.iteration} (epoch {run.state.epoch + 1})")
+        return cls(run, folder, log, resumed_at=run.state.iteration)
 
+    def open(self, probes: Sequence[Probe], progress: bool | None) -> None:
+        """Start the probes and the progress bar (counted in images, so it shows images/s and the ETA)."""
+        from tqdm import tqdm  # imported here: tqdm pulls in more than the rest of a run's start needs
 
-def _update_best(run: Run, record: dict, run_dir: Path) -> None:
-    state, val_error = run.state, record.get("val_error")
-    if val_error is None or (state.best_val_error is not None and val_error >= state.best_val_error):
-        return
-    state.best_val_error, state.best_epoch = val_error, record["epoch"]
-    state.test_error_at_best_val = record.get("test_error")
-    if run.distributed.is_main:
-        save_checkpoint(checkpoint_state(run), run_dir / BEST_CHECKPOINT)
+        if self.run.data.skipped:
+            self.log(f"skipped {len(self.run.data.skipped)} unreadable images (data.skip_bad=true), first: "
+                     f"{self.run.data.skipped[0][0]}")
+        self.probes = probes
+        for probe in probes:
+            probe.start(self.run, self.run_dir, self.resumed_at)
+        enabled = (sys.stderr.isatty() if progress is None else progress) and self.main
+        self.bar = tqdm(total=self.run.total_iterations, initial=self.run.state.iteration, unit="img",
+                        unit_scale=self.run.config.train.batch_size, disable=not enabled, dynamic_ncols=True,
+                        desc=self.run.config.model.name)
 
+    # ---- one epoch ------------------------------------------------------------------------------------------
+    @property
+    def finished(self) -> bool:
+        return self.run.state.iteration >= self.run.total_iterations
 
-def _summary(run: Run, records: list[dict], run_dir: Path) -> dict:
-    last = records[-1] if records else {}
-    summary = {
-        "model": run.config.model.name, "data": run.config.data.name, "iterations": run.state.iteration,
-        "epochs": len(records), "final_test_error": last.get("test_error"),
-        "final_test_top5_error": last.get("test_top5_error"),
-        "best_val_error": run.state.best_val_error, "best_epoch": run.state.best_epoch,
-        "test_error_at_best_val": run.state.test_error_at_best_val,
-        "train_seconds": sum(r.get("epoch_seconds", 0.0) for r in records),
-        "run_dir": str(run_dir), "world_size": run.distributed.world_size,
-    }
-    if run.distributed.is_main:
-        (run_dir / SUMMARY_FILE).write_text(json.dumps(summary, indent=2) + "\n")
-    return summary
+    def run_epoch(self, stop: StopFlag, stop_at_iteration: int | None = None) -> dict:
+        """Train to the end of the epoch; on a stop request, write a checkpoint at the exact position first."""
+        try:
+            return train_one_epoch(self.run, stop, on_step=self._after_step, stop_at_iteration=stop_at_iteration)
+        except TrainingInterrupted as stopped:
+            if self.main:
+                save_checkpoint(checkpoint_state(self.run), self.run_dir / LAST_CHECKPOINT)
+            stopped.run_dir = self.run_dir
+            raise
+
+    def _after_step(self, state, loss: float, batch_error: float) -> None:
+        self.bar.update(1)
+        for probe in self.probes:
+            probe.after_step(self.run, loss, batch_error)
+
+    # ---- end of epoch ---------------------------------------------------------------------------------------
+    def end_epoch(self, record: dict) -> dict:
+        """Evaluate (every ``eval_every`` epochs and at the end), keep the best epoch, log, plot, checkpoint."""
+        run, train = self.run, self.run.config.train
+        epoch = run.state.epoch + 1
+        if run.state.batch >= run.data.train.num_batches:
+            start_next_epoch(run.state)
+        expected_depth = run.model.expected_depth() if hasattr(run.model, "expected_depth") else None
+        record = {"epoch": epoch, "iteration": run.state.iteration, **record, "expected_depth": expected_depth}
+        if epoch % train.eval_every == 0 or self.finished:
+            record.update(self._evaluate_splits())
+            self._update_best(record)
+        self.metrics.append(record)
+        self.bar.set_postfix(train_err=f"{record['train_error']:.3f}",
+                             test_err=f"{record.get('test_error', float('nan')):.3f}")
+        (self.log if self.bar.disable else self.bar.write)(epoch_line(record))
+        if self.main:
+            records = self.metrics.records
+            curves = {run.config.model.name: (record_series(records, "train_error"),
+                                              record_series(records, "test_error"))}
+            plot_error_curves({f"{run.config.model.name} on {run.config.data.name}": curves},
+                              self.run_dir / CURVES_FILE)
+        if self.main and (epoch % train.checkpoint_every == 0 or self.finished):
+            save_checkpoint(checkpoint_state(run), self.run_dir / LAST_CHECKPOINT)
+        return record
+
+    def _evaluate_splits(self) -> dict:
+        run, record = self.run, {}
+        for split in ("val", "test"):
+            result = evaluate(run.model, run.data.eval_batches(split), len(run.data.classes), run.memory_format,
+                              run.distributed)
+            record.update({f"{split}_{key}": value for key, value in (result or {}).items()})
+        return record
+
+    def _update_best(self, record: dict) -> None:
+        state, val_error = self.run.state, record.get("val_error")
+        if val_error is None or (state.best_val_error is not None and val_error >= state.best_val_error):
+            return
+        state.best_val_error, state.best_epoch = val_error, record["epoch"]
+        state.test_error_at_best_val = record.get("test_error")
+        if self.main:
+            save_checkpoint(checkpoint_state(self.run), self.run_dir / BEST_CHECKPOINT)
+
+    # ---- finish ---------------------------------------------------------------------------------------------
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+        self.metrics.close()
+        for probe in self.probes:
+            probe.close()
+
+    def finish(self) -> dict:
+        """The run's summary (written to ``summary.json`` by rank 0)."""
+        run, records = self.run, self.metrics.records
+        last = records[-1] if records else {}
+        summary = {
+            "model": run.config.model.name, "data": run.config.data.name, "iterations": run.state.iteration,
+            "epochs": len(records), "final_test_error": last.get("test_error"),
+            "final_test_top5_error": last.get("test_top5_error"),
+            "best_val_error": run.state.best_val_error, "best_epoch": run.state.best_epoch,
+            "test_error_at_best_val": run.state.test_error_at_best_val,
+            "train_seconds": sum(r.get("epoch_seconds", 0.0) for r in records),
+            "run_dir": str(self.run_dir), "world_size": run.distributed.world_size,
+        }
+        if self.main:
+            (self.run_dir / SUMMARY_FILE).write_text(json.dumps(summary, indent=2) + "\n")
+        return summary
 
 
 def train(config: Config | None = None, *, resume: str | Path | None = None, device: str = "cpu",
@@ -111,95 +221,29 @@ def train(config: Config | None = None, *, resume: str | Path | None = None, dev
     Raises `TrainingInterrupted` after writing a checkpoint at the exact position (SIGINT/SIGTERM or
     ``stop_at_iteration``), and `TrainingDiverged` on a NaN/inf loss (the last checkpoint stays as it was).
     """
-    main = distributed.is_main
-    if not main:
+    if not distributed.is_main:
         log = _silent
     if probes and distributed.enabled:
         raise ValueError("probes measure a single-process run; run the reproduction without torchrun")
     if resume is not None:
-        run_dir = Path(resume)
-        checkpoint = load_checkpoint(run_dir / LAST_CHECKPOINT if run_dir.is_dir() else run_dir)
-        run_dir = run_dir if run_dir.is_dir() else run_dir.parent
-        config = config_from_dict(checkpoint["config"])
-        run = build_run(config, device, log, distributed)
-        restore(run, checkpoint)
-        saved_world = int(checkpoint.get("world_size", 1))
-        if saved_world != distributed.world_size:
-            log(f"note: the checkpoint was written by {saved_world} process(es), resuming with "
-                f"{distributed.world_size}: the global batch and the data order are unchanged, the per-process "
-                "BN batches are not (use model.sync_bn for the same statistics)")
-        log(f"resuming {run_dir} at iteration {run.state.iteration} (epoch {run.state.epoch + 1})")
+        session = Session.resume(resume, device, log, distributed)
     else:
-        config = config or Config()
-        # Rank 0 names and creates the folder (its name may hold a timestamp); the others take its name.
-        run_dir = new_run_dir(config, run_dir) if main else None
-        run_dir = Path(distributed.broadcast(str(run_dir) if run_dir is not None else None))
-        if main:
-            save_config(config, run_dir / "config.yaml")
-            environment = describe_environment(config.train.seed)
-            environment["world_size"] = distributed.world_size
-            (run_dir / "environment.json").write_text(json.dumps(environment, indent=2))
-        run = build_run(config, device, log, distributed)
-        log(f"run folder {run_dir}: {config.model.name} on {config.data.name} "
-            f"({run.data.split_sizes['train']} train / {run.data.split_sizes['val']} val / "
-            f"{run.data.split_sizes['test']} test images), {run.total_iterations} iterations of batch {config.train.batch_size}")
-    if run.data.skipped:
-        log(f"skipped {len(run.data.skipped)} unreadable images (data.skip_bad=true), first: {run.data.skipped[0][0]}")
-    resumed_at = run.state.iteration if resume is not None else None
-    metrics = MetricsLog(run_dir, resume_after_iteration=resumed_at, write=main)
-    for probe in probes:
-        probe.start(run, run_dir, resumed_at)
-
-    def after_step(state, loss: float, batch_error: float) -> None:
-        bar.update(1)
-        for probe in probes:
-            probe.after_step(run, loss, batch_error)
-
-    bar = _progress_bar(run, progress)
+        session = Session.start(config or Config(), run_dir, device, log, distributed)
     try:
+        session.open(probes, progress)
         with StopFlag() as stop:
-            while run.state.iteration < run.total_iterations:
-                try:
-                    record = train_one_epoch(run, stop, on_step=after_step, stop_at_iteration=stop_at_iteration)
-                except TrainingInterrupted as stopped:
-                    if main:
-                        save_checkpoint(checkpoint_state(run), run_dir / LAST_CHECKPOINT)
-                    stopped.run_dir = run_dir
-                    raise
-                epoch = run.state.epoch + 1
-                finished = run.state.iteration >= run.total_iterations
-                if run.state.batch >= run.data.train.num_batches:
-                    start_next_epoch(run.state)
-                record = {"epoch": epoch, "iteration": run.state.iteration, **record,
-                          "expected_depth": _expected_depth(run.model)}
-                if epoch % run.config.train.eval_every == 0 or finished:
-                    record.update(_evaluate_splits(run))
-                    _update_best(run, record, run_dir)
-                metrics.append(record)
-                bar.set_postfix(train_err=f"{record['train_error']:.3f}", test_err=f"{record.get('test_error', float('nan')):.3f}")
-                (log if bar.disable else bar.write)(_epoch_line(record))
-                if main:
-                    plot_error_curves({config.model.name: metrics.records}, run_dir / CURVES_FILE,
-                                      title=f"{config.model.name} on {config.data.name}")
-                if main and (epoch % run.config.train.checkpoint_every == 0 or finished):
-                    save_checkpoint(checkpoint_state(run), run_dir / LAST_CHECKPOINT)
+            while not session.finished:
+                session.end_epoch(session.run_epoch(stop, stop_at_iteration))
     finally:
-        bar.close()
-        metrics.close()
-        for probe in probes:
-            probe.close()
-    return _summary(run, metrics.records, run_dir)
+        session.close()
+    return session.finish()
 
 
 def _silent(message: str) -> None:
     """The log of ranks other than 0: rank 0 speaks for the run."""
 
 
-def _expected_depth(model: torch.nn.Module) -> float | None:
-    return model.expected_depth() if hasattr(model, "expected_depth") else None
-
-
-def _epoch_line(record: dict) -> str:
+def epoch_line(record: dict) -> str:
     parts = [f"epoch {record['epoch']:>3}", f"iter {record['iteration']:>6}", f"loss {record['train_loss']:.4f}",
              f"train err {100 * record['train_error']:5.2f}%"]
     for key, label in (("val_error", "val err"), ("test_error", "test err"), ("test_top5_error", "test top-5 err")):

@@ -1,9 +1,11 @@
-"""Training as small named functions: `build_run`, `train_one_epoch`, `evaluate`, and `train` tying them.
+"""A run's parts and one epoch of training: `build_run` assembles data, model, optimizer, schedule and the
+training step from a config; `train_one_epoch` runs the step over an epoch. `resnetlab.training.session` drives
+a whole run (start or resume, epochs, evaluation, checkpoints, summary).
 
 Everything that decides a run's numbers is a function of the config and the iteration: the data order and
 augmentation (seed, epoch, batch), the stochastic-depth gates (seed, iteration), the learning rate (iteration
-and the warm-up state). A checkpoint stores the rest (weights, optimizer, global RNGs), so a resumed run in
-deterministic mode ends with the same bits as an uninterrupted one.
+and the warm-up state). A checkpoint stores the rest (weights, optimizer, warm-up, global RNGs), so a resumed
+run in deterministic mode ends with the same bits as an uninterrupted one.
 """
 
 from __future__ import annotations
@@ -17,28 +19,30 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
-from resnetlab.config import Config, model_options, to_dict
+from resnetlab.config import Config, ConfigError, to_dict
 from resnetlab.data.datasets import DataBundle, build_data
-from resnetlab.data.seeding import torch_seed
+from resnetlab.errors import ResnetlabError
 from resnetlab.layers.stochastic_depth import set_gate_generator
-from resnetlab.models import create_model
+from resnetlab.schedules import ErrorThresholdWarmup, LRSchedule, epochs_to_iterations
 from resnetlab.training.checkpoint import capture_rng_state, restore_rng_state
 from resnetlab.training.distributed import SINGLE, Distributed, check_global_batch, wrap_for_training
 from resnetlab.training.performance import memory_format, prepare_forward, should_compile, tune_allocator
-from resnetlab.training.schedules import LRSchedule, epochs_to_iterations
+from resnetlab.training.step import TrainStep, make_optimizer
 
-WARMUP_ERROR_WINDOW = 50  # iterations averaged when the paper's warm-up rule checks the training error
-GATE_STREAM = 2  # tags the stochastic-depth gate stream among the seed-derived generators
+CHECKPOINT_FORMAT = 2  # 2: the warm-up state is its own entry ("warmup"); 1 kept it in "train_state"
 
 
-class TrainingDiverged(RuntimeError):
+class TrainingDiverged(ResnetlabError, RuntimeError):
     """The loss became NaN or infinite; the last good checkpoint is kept."""
 
+    exit_code = 3
 
-class TrainingInterrupted(RuntimeError):
+
+class TrainingInterrupted(ResnetlabError, RuntimeError):
     """Stopped by a signal (or a test); a checkpoint at the exact position was written."""
+
+    exit_code = 130
 
 
 @dataclass
@@ -48,12 +52,10 @@ class TrainState:
     epoch: int = 0  # the epoch in progress (0-based)
     batch: int = 0  # the next batch of that epoch
     iteration: int = 0  # optimizer steps done
-    warmup_done_at: int | None = None  # iteration where the error-threshold warm-up ended
-    recent_errors: list = field(default_factory=list)  # training error of the last WARMUP_ERROR_WINDOW steps
     epoch_seen: int = 0  # images, summed loss, misclassified images and seconds of the epoch in progress,
     epoch_loss_sum: float = 0.0  # kept here so an epoch interrupted and resumed reports the same numbers
     epoch_wrong: int = 0
-    epoch_seconds: float = 0.0
+    epoch_seconds: float = 0.0  # training time only: data and steps, not probes, evaluation or the progress bar
     best_val_error: float | None = None
     best_epoch: int | None = None
     test_error_at_best_val: float | None = None
@@ -65,21 +67,19 @@ class Run:
 
     config: Config
     data: DataBundle
-    model: torch.nn.Module
+    model: torch.nn.Module  # the network itself (its state_dict is the checkpoint's)
     optimizer: torch.optim.Optimizer
     schedule: LRSchedule
     total_iterations: int
     device: torch.device
-    gate_generator: torch.Generator
-    forward: Callable[[torch.Tensor], torch.Tensor]  # the model (DDP-wrapped, compiled) for training steps
-    memory_format: torch.memory_format  # of the model's activations; input batches are put in it
+    step: TrainStep  # the model (DDP-wrapped, compiled) trained on one batch
+    warmup: ErrorThresholdWarmup | None = None  # the error-threshold warm-up's state, when the schedule has one
     state: TrainState = field(default_factory=TrainState)
     distributed: Distributed = SINGLE  # this process's rank among the data-parallel processes
 
     @property
-    def autocast(self) -> torch.autocast:
-        enabled = self.config.train.precision == "bf16"
-        return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=enabled)
+    def memory_format(self) -> torch.memory_format:
+        return self.step.memory_format
 
 
 def seed_everything(seed: int, deterministic: bool) -> None:
@@ -103,8 +103,9 @@ def make_schedule(config: Config, iterations_per_epoch: int, total_iterations: i
 
 def build_run(config: Config, device: str | torch.device = "cpu", log: Callable[[str], None] = print,
               distributed: Distributed = SINGLE) -> Run:
-    """Data, model, optimizer and schedule of a config; under torchrun (``distributed``) this rank's shard of
-    the data and the model wrapped in DistributedDataParallel (with BN over the global batch if ``model.sync_bn``)."""
+    """Data, model, optimizer, schedule and training step of a config; under torchrun (``distributed``) this
+    rank's shard of the data and the model wrapped in DistributedDataParallel (with BN over the global batch if
+    ``model.sync_bn``)."""
     seed_everything(config.train.seed, config.train.deterministic)  # the same on every rank: the same init
     if config.train.tune_allocator:
         tune_allocator()
@@ -112,10 +113,12 @@ def build_run(config: Config, device: str | torch.device = "cpu", log: Callable[
     if distributed.enabled:
         check_global_batch(config.train.batch_size, distributed)
     data = build_data(config.data, config.train.seed, config.train.batch_size, device, shard=distributed.shard())
-    num_classes = config.model.num_classes or len(data.classes)
-    model = create_model(config.model.name, num_classes=num_classes, **model_options(config.model)).to(device)
-    gate_generator = torch.Generator()  # CPU: the gates are decided on the host, no device sync
-    set_gate_generator(model, gate_generator)
+    if config.model.num_classes is not None and config.model.num_classes < len(data.classes):
+        raise ConfigError(f"model.num_classes={config.model.num_classes} is fewer than the {len(data.classes)} classes "
+                          f"of {config.data.name}; remove it (the data set's count is the default) or raise it")
+    model = config.model.build(len(data.classes)).to(device)
+    gates = torch.Generator()  # CPU: the gates are decided on the host, no device sync
+    set_gate_generator(model, gates)
     total = config.train.iterations or config.train.epochs * data.train.num_batches
     # The memory format is set before DDP wraps the model: DDP's gradient buckets follow the parameters' strides.
     model.to(memory_format=memory_format(config.train.channels_last))
@@ -123,48 +126,12 @@ def build_run(config: Config, device: str | torch.device = "cpu", log: Callable[
     model = getattr(trained, "module", trained)  # sync_bn replaced the BN layers inside it
     forward = prepare_forward(trained, channels_last=config.train.channels_last,
                               compile=should_compile(config.train.compile, total, model), log=log)
-    # foreach: one kernel per operation over all parameters instead of one per parameter (fewer launches).
-    optimizer = torch.optim.SGD(model.parameters(), lr=config.train.lr, momentum=config.train.momentum,
-                                nesterov=config.train.nesterov, weight_decay=config.train.weight_decay, foreach=True)
+    optimizer = make_optimizer(model, config.train)
     schedule = make_schedule(config, data.train.num_batches, total)
-    return Run(config, data, model, optimizer, schedule, total, device, gate_generator, forward,
-               memory_format(config.train.channels_last), distributed=distributed)
-
-
-def top_k_errors(logits: torch.Tensor, labels: torch.Tensor, ks: tuple[int, ...]) -> list[int]:
-    """Number of samples whose label is not among the top-k logits, for each k."""
-    top = logits.topk(max(ks), dim=1).indices
-    hits = top == labels[:, None]
-    return [int((~hits[:, :k].any(1)).sum()) for k in ks]
-
-
-@torch.no_grad()
-def evaluate(model: torch.nn.Module, batches, num_classes: int,
-             memory_format: torch.memory_format = torch.contiguous_format,
-             distributed: Distributed = SINGLE) -> dict | None:
-    """Loss, top-1 and (for more than 10 classes) top-5 error over a split; None for an empty split.
-
-    ``distributed``: ``batches`` are this rank's shard of the split; the counts are summed over the ranks."""
-    model.eval()
-    ks = (1, 5) if num_classes > 10 else (1,)
-    total, loss_sum, errors = 0, 0.0, [0] * len(ks)
-    for images, labels in batches:
-        if images.ndim == 4:
-            images = images.contiguous(memory_format=memory_format)
-        if images.ndim == 5:  # multi-crop testing: average the scores of the crops (He et al. 2015, 10-crop)
-            logits = model(images.flatten(0, 1)).view(images.shape[0], images.shape[1], -1).mean(1)
-        else:
-            logits = model(images)
-        loss_sum += float(F.cross_entropy(logits, labels, reduction="sum"))
-        errors = [e + n for e, n in zip(errors, top_k_errors(logits, labels, ks))]
-        total += len(labels)
-    total, loss_sum, *errors = distributed.sum([total, loss_sum, *errors])
-    if total == 0:
-        return None
-    result = {"loss": loss_sum / total, "error": errors[0] / total}
-    if len(ks) > 1:
-        result["top5_error"] = errors[1] / total
-    return result
+    step = TrainStep(forward, optimizer, memory_format(config.train.channels_last), device.type,
+                     config.train.precision, gates, config.train.seed)
+    return Run(config, data, model, optimizer, schedule, total, device, step, schedule.make_error_warmup(),
+               distributed=distributed)
 
 
 class StopFlag:
@@ -192,57 +159,78 @@ class StopFlag:
             signal.signal(sig, handler)
 
 
-def train_one_epoch(run: Run, stop: StopFlag, on_step=None, stop_at_iteration: int | None = None) -> dict:
-    """Train from the state's (epoch, batch) to the epoch's end, the run's last iteration, or a stop request."""
-    model, optimizer, state, config = run.model, run.optimizer, run.state, run.config
-    model.train()
-    warmup = run.schedule.make_error_warmup()
-    if warmup is not None:
-        warmup.warmup_done_at = state.warmup_done_at
-    started = time.perf_counter()
-    for images, labels in run.data.train.batches(state.epoch, state.batch):
-        lr = run.schedule.lr(state.iteration, state.warmup_done_at if warmup is not None else None)
-        for group in optimizer.param_groups:
-            group["lr"] = lr
-        # The same gates on every rank: a pure function of (seed, iteration).
-        run.gate_generator.manual_seed(torch_seed(config.train.seed, state.iteration, GATE_STREAM))
-        with run.autocast:
-            logits = run.forward(images.contiguous(memory_format=run.memory_format))
-        loss = F.cross_entropy(logits.float(), labels)
+@dataclass
+class StepResult:
+    """One iteration's numbers, summed over the ranks."""
+
+    loss_sum: float  # summed over the global batch
+    wrong: int  # misclassified images of the global batch
+    images: int
+    stop_requested: bool  # a stop signal reached some rank
+
+    @property
+    def loss(self) -> float:
+        return self.loss_sum / self.images
+
+
+def train_step(run: Run, images: torch.Tensor, labels: torch.Tensor, stop: StopFlag) -> StepResult:
+    """One iteration at the schedule's learning rate, refusing a non-finite loss before the update."""
+    state = run.state
+    lr = run.schedule.lr(state.iteration, run.warmup.warmup_done_at if run.warmup is not None else None)
+    for group in run.optimizer.param_groups:
+        group["lr"] = lr
+    result: list[StepResult] = []
+
+    def inspect(loss: torch.Tensor, logits: torch.Tensor) -> None:
         wrong = int((logits.detach().argmax(1) != labels).sum())
         # Summed over ranks (one small all-reduce), so that the NaN check, the warm-up rule and a stop request
         # act at the same step on every rank; in one process these are the batch's own numbers.
-        loss_sum, batch_wrong, batch_images, stop_votes = run.distributed.sum(
+        loss_sum, wrong, count, votes = run.distributed.sum(
             [loss.item() * len(labels), wrong, len(labels), float(stop.raised is not None)])
-        batch_wrong, batch_images = int(batch_wrong), int(batch_images)
-        loss_value = loss_sum / batch_images
-        if not math.isfinite(loss_value):
-            raise TrainingDiverged(f"loss became {loss_value} at iteration {state.iteration} (epoch {state.epoch + 1}, "
+        mean = loss_sum / count
+        if not math.isfinite(mean):
+            raise TrainingDiverged(f"loss became {mean} at iteration {state.iteration} (epoch {state.epoch + 1}, "
                                    f"lr {lr:g}); the last good checkpoint is kept: lower train.lr or add a warm-up")
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        state.epoch_seen += batch_images
-        state.epoch_loss_sum += loss_sum
-        state.epoch_wrong += batch_wrong
-        state.recent_errors = (state.recent_errors + [batch_wrong / batch_images])[-WARMUP_ERROR_WINDOW:]
-        if warmup is not None and state.warmup_done_at is None:
-            state.warmup_done_at = warmup.update(state.iteration, sum(state.recent_errors) / len(state.recent_errors))
-        state.iteration += 1
-        state.batch += 1
+        result.append(StepResult(loss_sum, int(wrong), int(count), bool(votes)))
+
+    run.step(state.iteration, images, labels, inspect)
+    return result[0]
+
+
+def record_step(run: Run, result: StepResult) -> None:
+    """Count the step in the epoch's totals and the warm-up's window, and advance the position."""
+    state = run.state
+    state.epoch_seen += result.images
+    state.epoch_loss_sum += result.loss_sum
+    state.epoch_wrong += result.wrong
+    if run.warmup is not None:
+        run.warmup.observe(state.iteration, result.wrong / result.images)
+    state.iteration += 1
+    state.batch += 1
+
+
+def train_one_epoch(run: Run, stop: StopFlag, on_step=None, stop_at_iteration: int | None = None) -> dict:
+    """Train from the state's (epoch, batch) to the epoch's end, the run's last iteration, or a stop request
+    (`TrainingInterrupted`). ``on_step(state, loss, batch_error)`` runs after each step, off the epoch's clock."""
+    state = run.state
+    run.model.train()
+    clock = time.perf_counter()
+    for images, labels in run.data.train.batches(state.epoch, state.batch):
+        result = train_step(run, images, labels, stop)
+        record_step(run, result)
+        state.epoch_seconds += time.perf_counter() - clock
         if on_step is not None:
-            on_step(state, loss_value, batch_wrong / batch_images)
+            on_step(state, result.loss, result.wrong / result.images)
+        clock = time.perf_counter()
         if state.iteration >= run.total_iterations:
             break
-        if stop_votes or (stop_at_iteration is not None and state.iteration >= stop_at_iteration):
-            state.epoch_seconds += time.perf_counter() - started
-            raise TrainingInterrupted(stop.raised or ("stopped on another rank" if stop_votes else
+        if result.stop_requested or (stop_at_iteration is not None and state.iteration >= stop_at_iteration):
+            raise TrainingInterrupted(stop.raised or ("stopped on another rank" if result.stop_requested else
                                                       f"stop_at_iteration={stop_at_iteration}"))
-    state.epoch_seconds += time.perf_counter() - started
     seen = max(state.epoch_seen, 1)
     return {"train_loss": state.epoch_loss_sum / seen, "train_error": state.epoch_wrong / seen,
             "images_per_second": state.epoch_seen / state.epoch_seconds if state.epoch_seconds > 0 else None,
-            "epoch_seconds": state.epoch_seconds, "lr": optimizer.param_groups[0]["lr"]}
+            "epoch_seconds": state.epoch_seconds, "lr": run.optimizer.param_groups[0]["lr"]}
 
 
 def start_next_epoch(state: TrainState) -> None:
@@ -253,12 +241,13 @@ def start_next_epoch(state: TrainState) -> None:
 def checkpoint_state(run: Run) -> dict:
     """Everything a bitwise resume needs, as tensors and plain data only."""
     return {
-        "format": 1,
+        "format": CHECKPOINT_FORMAT,
         "config": to_dict(run.config),
         "world_size": run.distributed.world_size,
         "model": run.model.state_dict(),
         "optimizer": run.optimizer.state_dict(),
         "train_state": dict(vars(run.state)),
+        "warmup": run.warmup.state_dict() if run.warmup is not None else None,
         "rng": capture_rng_state(),
         "normalizer": run.data.normalizer.state_dict(),
         "classes": list(run.data.classes),
@@ -270,5 +259,11 @@ def checkpoint_state(run: Run) -> dict:
 def restore(run: Run, checkpoint: dict) -> None:
     run.model.load_state_dict(checkpoint["model"])
     run.optimizer.load_state_dict(checkpoint["optimizer"])
-    run.state = TrainState(**checkpoint["train_state"])
+    train_state = dict(checkpoint["train_state"])
+    # Format 1 kept the warm-up's state in the train state.
+    legacy_warmup = {key: train_state.pop(key) for key in ("warmup_done_at", "recent_errors") if key in train_state}
+    run.state = TrainState(**train_state)
+    if run.warmup is not None:
+        saved = checkpoint.get("warmup") or {**run.warmup.state_dict(), **legacy_warmup}
+        run.warmup.load_state_dict(saved)
     restore_rng_state(checkpoint["rng"])

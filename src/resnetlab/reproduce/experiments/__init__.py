@@ -1,9 +1,11 @@
-"""The experiments of the four papers; importing this package registers them, in the papers' order (the order
-`resnetlab reproduce --list` shows)."""
+"""The experiments of the four papers: each module lists its paper's (``EXPERIMENTS``), and importing this
+package registers them in the papers' order (the order `resnetlab reproduce --list` shows)."""
 
-from importlib import import_module
+from resnetlab.reproduce.experiment import register_experiment
+from resnetlab.reproduce.experiments import batchnorm, identity2016, resnet2015, stochastic_depth
 
-PAPER_MODULES = ("resnet2015", "identity2016", "stochastic_depth", "batchnorm")
+PAPER_MODULES = (resnet2015, identity2016, stochastic_depth, batchnorm)  # the papers' order
 
 for _module in PAPER_MODULES:
-    import_module(f"{__name__}.{_module}")
+    for _experiment in _module.EXPERIMENTS:
+        register_experiment(_experiment)

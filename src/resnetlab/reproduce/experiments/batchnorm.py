@@ -9,7 +9,7 @@ from pathlib import Path
 
 from resnetlab.reproduce import figures
 from resnetlab.reproduce.budgets import SMOKE, Plan
-from resnetlab.reproduce.experiment import Analysis, Claim, Experiment, Figure, Row, register_experiment
+from resnetlab.reproduce.experiment import Analysis, Claim, Experiment, Figure, Row
 from resnetlab.reproduce.experiments.common import budget_notes, curve_series
 
 BASELINE, BN_BASELINE, BN_X5, BN_X5_SIGMOID, SIGMOID = (
@@ -79,7 +79,9 @@ def _analyze(results, report_dir: Path) -> Analysis:
     return analysis
 
 
-register_experiment(Experiment(
+EXPERIMENTS: list[Experiment] = []  # registered by the package, in the papers' order
+
+EXPERIMENTS.append(Experiment(
     name="batchnorm", title="Batch normalization at small scale (Ioffe and Szegedy 2015, Figures 2-3)",
     paper="Ioffe and Szegedy 2015, Batch Normalization",
     summary="With BN the same network reaches a given accuracy in far fewer steps (Inception: 31.0M steps, "

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from resnetlab.reproduce import figures
 from resnetlab.reproduce.budgets import SMOKE, Plan
-from resnetlab.reproduce.experiment import Analysis, Claim, Experiment, Figure, Row, register_experiment
+from resnetlab.reproduce.experiment import Analysis, Claim, Experiment, Figure, Row
 from resnetlab.reproduce.experiments.common import budget_notes, median_of, ordered_claim
 
 PAPER = "He et al. 2016, Identity Mappings in Deep Residual Networks"
@@ -108,14 +108,16 @@ def _analyze_preact(results, report_dir: Path) -> Analysis:
     return analysis
 
 
-register_experiment(Experiment(
+EXPERIMENTS: list[Experiment] = []  # registered by the package, in the papers' order
+
+EXPERIMENTS.append(Experiment(
     name="identity-shortcuts", title="Shortcut variants on ResNet-110 (Identity Mappings, Table 1)", paper=PAPER,
     summary="Scaling, gating, 1x1 convolutions or dropout on the shortcut all do worse than the plain identity "
             "(6.61%); several fail to train (above 20% error).",
     rows=SHORTCUT_ROWS, plans={"smoke": SMOKE, "cpu": SHORTCUTS_CPU, "paper": PAPER_PLAN},
     analyze=_analyze_shortcuts))
 
-register_experiment(Experiment(
+EXPERIMENTS.append(Experiment(
     name="identity-activations", title="Activation placements (Identity Mappings, Table 2)", paper=PAPER,
     summary="Moving BN and ReLU before the weights (full pre-activation) gives the lowest error at both depths "
             "(6.37% on ResNet-110, 5.46% on ResNet-164); BN after the addition is the worst.",
@@ -127,7 +129,7 @@ register_experiment(Experiment(
            "paper": PAPER_PLAN},
     analyze=_analyze_activations))
 
-register_experiment(Experiment(
+EXPERIMENTS.append(Experiment(
     name="preact-depth", title="Original against pre-activation ResNets by depth (Identity Mappings, Table 3)",
     paper=PAPER,
     summary="Pre-activation units lower the CIFAR-10 error at every depth, most at 1001 layers "

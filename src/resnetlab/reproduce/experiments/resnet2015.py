@@ -7,9 +7,10 @@ import json
 from dataclasses import replace
 from pathlib import Path
 
+from resnetlab.data.datasets import build_data
 from resnetlab.reproduce import figures
 from resnetlab.reproduce.budgets import SMOKE, Plan
-from resnetlab.reproduce.experiment import Analysis, Claim, Experiment, Figure, Row, register_experiment
+from resnetlab.reproduce.experiment import Analysis, Claim, Experiment, Figure, Row
 from resnetlab.reproduce.experiments.common import (
     budget_notes,
     curve_series,
@@ -18,6 +19,8 @@ from resnetlab.reproduce.experiments.common import (
     ordered_claim,
     unless_stalled,
 )
+from resnetlab.training.inference import load_trained_model
+from resnetlab.training.probes import layer_response_stds, spread_subset
 
 PAPER = "He et al. 2015, Deep Residual Learning for Image Recognition"
 # cpu: 600 iterations (1.7 epochs of 45k images) per net; a test curve on 2,000 test images every 50 iterations.
@@ -38,7 +41,7 @@ def _analyze_degradation(results, report_dir: Path) -> Analysis:
     for group in ("plain", "ResNet"):
         panels[group] = {row.label: (curve_series(row, "train_error"), curve_series(row, "test_error"))
                          for row in results.group(group)}
-    figures.error_curve_panels(panels, report_dir / "error_curves.png")
+    figures.plot_error_curves(panels, report_dir / "error_curves.png")
     analysis.figures.append(Figure("error_curves.png", "Training error (dashed, mean over each window of "
                                    "iterations) and test error (bold, on a fixed subset spread evenly over the test "
                                    "set) of plain nets (left) and ResNets (right), as in Fig. 6 of the paper."))
@@ -86,10 +89,6 @@ def measure_layer_responses(run_dir: Path) -> None:
     the split."""
     if (run_dir / LAYER_RESPONSES_FILE).is_file():
         return
-    from resnetlab.data.datasets import build_data
-    from resnetlab.training.inference import load_trained_model
-    from resnetlab.training.probes import layer_response_stds, spread_subset
-
     trained = load_trained_model(run_dir)
     config = trained.config
     data = build_data(config.data, config.train.seed, config.train.batch_size, "cpu", trained.normalizer)
@@ -134,7 +133,9 @@ def _analyze_layer_responses(results, report_dir: Path) -> Analysis:
     return analysis
 
 
-register_experiment(Experiment(
+EXPERIMENTS: list[Experiment] = []  # registered by the package, in the papers' order
+
+EXPERIMENTS.append(Experiment(
     name="degradation", title="Degradation: plain nets against ResNets by depth (Fig. 6)", paper=PAPER,
     summary="Deeper plain nets have higher training error than shallower ones (degradation), while deeper "
             "ResNets have lower training and test error.",
@@ -142,7 +143,7 @@ register_experiment(Experiment(
     plans={"smoke": SMOKE, "cpu": CIFAR_CPU, "paper": CIFAR_PAPER},
     analyze=_analyze_degradation))
 
-register_experiment(Experiment(
+EXPERIMENTS.append(Experiment(
     name="cifar-depth", title="CIFAR-10 ResNets by depth (Table 6)", paper=PAPER,
     summary="CIFAR-10 test error falls from ResNet-20 (8.75%) to ResNet-110 (6.43% best, 6.61 mean); "
             "ResNet-1202 overfits (7.93%).",
@@ -152,7 +153,7 @@ register_experiment(Experiment(
            "paper": CIFAR_PAPER},
     analyze=_analyze_cifar_depth))
 
-register_experiment(Experiment(
+EXPERIMENTS.append(Experiment(
     name="layer-responses", title="Layer responses of plain nets and ResNets (Fig. 7)", paper=PAPER,
     summary="The std of each 3x3 layer's response (after BN, before the nonlinearity and the addition) is "
             "smaller in ResNets than in plain nets, and smaller in deeper ResNets: residual functions are closer "

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from resnetlab.reproduce import figures
 from resnetlab.reproduce.budgets import SMOKE, Plan
-from resnetlab.reproduce.experiment import Analysis, Claim, Experiment, Figure, Row, register_experiment
+from resnetlab.reproduce.experiment import Analysis, Claim, Experiment, Figure, Row
 from resnetlab.reproduce.experiments.common import (
     budget_notes,
     curve_series,
@@ -46,7 +46,7 @@ def _analyze(results, report_dir: Path) -> Analysis:
     analysis.columns["ms per iteration"] = {k: "-" if v is None else f"{1000 * v:.0f}" for k, v in per_step.items()}
     panels = {"training curves": {row.label: (curve_series(row, "train_error"), _epoch_test_series(row))
                                   for row in results.rows}}
-    figures.error_curve_panels(panels, report_dir / "error_curves.png")
+    figures.plot_error_curves(panels, report_dir / "error_curves.png")
     gradients = {row.label: curve_series(row, "grad_first_conv") for row in results.rows}
     figures.line_panels({"mean |gradient| of the first convolution's weights": gradients},
                         report_dir / "gradient_magnitude.png", "iterations", "mean |gradient|", log_y=True)
@@ -88,7 +88,9 @@ def _mean(values: list[float]) -> float | None:
     return sum(values) / len(values) if values else None
 
 
-register_experiment(Experiment(
+EXPERIMENTS: list[Experiment] = []  # registered by the package, in the papers' order
+
+EXPERIMENTS.append(Experiment(
     name="stochastic-depth", title="ResNet-110 with constant and stochastic depth", paper="Huang et al. 2016, "
     "Deep Networks with Stochastic Depth",
     summary="Dropping whole residual blocks in training (survival probability falling linearly to 0.5) cuts "

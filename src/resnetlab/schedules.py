@@ -22,6 +22,8 @@ RESNET_CIFAR_ITERATIONS = 64_000
 # ResNet-110 / 1202: lr 0.01 until the training error (a fraction, not %) is below 0.8, about 400 iterations.
 RESNET_WARMUP_LR = 0.01
 RESNET_WARMUP_ERROR_THRESHOLD = 0.8
+# Iterations whose mean batch training error the trainer compares with the threshold (one batch is too noisy).
+WARMUP_ERROR_WINDOW = 50
 
 # Huang et al. 2016, CIFAR: 500 epochs, lr 0.1 divided by 10 at epochs 250 and 375.
 STOCHASTIC_DEPTH_CIFAR_EPOCHS = 500
@@ -101,12 +103,14 @@ def error_threshold_lr(step: int, main: MainSchedule, warmup_done_at: int | None
 class ErrorThresholdWarmup:
     """Records the first iteration whose training error is below `threshold`; checkpointed with the run.
 
-    Call `update(step, train_error)` after each training iteration with that iteration's (or a running) training
-    error as a fraction in [0, 1]. Pass `warmup_done_at` to `LRSchedule.lr`.
+    The trainer calls `observe(step, batch_error)` after each training iteration: the warm-up keeps the errors of
+    the last ``window`` iterations and compares their mean with the threshold (`update` takes an error that is
+    already averaged). Pass `warmup_done_at` to `LRSchedule.lr`. `state_dict` holds everything, the window
+    included, so a resumed run ends its warm-up at the same step.
     """
 
     def __init__(self, threshold: float = RESNET_WARMUP_ERROR_THRESHOLD, warmup_lr: float = RESNET_WARMUP_LR,
-                 max_steps: int | None = None) -> None:
+                 max_steps: int | None = None, window: int = WARMUP_ERROR_WINDOW) -> None:
         if not 0.0 < threshold < 1.0:
             raise ValueError(f"threshold is a training error fraction in (0, 1), got {threshold}")
         if not warmup_lr > 0.0:
@@ -116,6 +120,8 @@ class ErrorThresholdWarmup:
         self.threshold = threshold
         self.warmup_lr = warmup_lr
         self.max_steps = max_steps
+        self.window = window
+        self.recent_errors: list[float] = []  # batch training errors of the last `window` iterations
         self.warmup_done_at: int | None = None
 
     @property
@@ -133,15 +139,64 @@ class ErrorThresholdWarmup:
                 self.warmup_done_at = step
         return self.warmup_done_at
 
+    def observe(self, step: int, batch_error: float) -> int | None:
+        """Add one iteration's batch training error to the window and `update` with the window's mean."""
+        self.recent_errors = (self.recent_errors + [batch_error])[-self.window:]
+        if self.warmup_done_at is None:
+            self.update(step, sum(self.recent_errors) / len(self.recent_errors))
+        return self.warmup_done_at
+
     def state_dict(self) -> dict:
         return {"threshold": self.threshold, "warmup_lr": self.warmup_lr, "max_steps": self.max_steps,
+                "window": self.window, "recent_errors": list(self.recent_errors),
                 "warmup_done_at": self.warmup_done_at}
 
     def load_state_dict(self, state: dict) -> None:
-        if (state["threshold"], state["warmup_lr"], state["max_steps"]) != (
-                self.threshold, self.warmup_lr, self.max_steps):
+        settings = (state["threshold"], state["warmup_lr"], state["max_steps"], state.get("window", self.window))
+        if settings != (self.threshold, self.warmup_lr, self.max_steps, self.window):
             raise ValueError(f"checkpointed warm-up settings {state} differ from this run's {self.state_dict()}")
+        self.recent_errors = list(state.get("recent_errors", []))
         self.warmup_done_at = state["warmup_done_at"]
+
+
+MAIN_SETTING_NAMES = ("schedule name", "milestones", "gamma")
+WARMUP_SETTING_NAMES = ("warmup", "warmup_steps", "warmup_lr", "warmup_threshold")
+
+
+def check_main_settings(name: str, milestones: Sequence[int], gamma: float,
+                        names: Sequence[str] = MAIN_SETTING_NAMES) -> None:
+    """ValueError unless the main schedule's settings can work; the config and `LRSchedule` both ask here, each
+    naming the settings its own way (``names``: of name, milestones, gamma)."""
+    name_key, milestones_key, gamma_key = names
+    if name not in SCHEDULE_NAMES:
+        raise ValueError(f"{name_key} must be one of {', '.join(SCHEDULE_NAMES)}; got {name!r}")
+    if any(isinstance(m, bool) or not isinstance(m, int) or m <= 0 for m in milestones):
+        raise ValueError(f"{milestones_key} must be ints > 0, got {list(milestones)}")
+    if any(later <= earlier for earlier, later in zip(milestones, milestones[1:])):
+        raise ValueError(f"{milestones_key} must be strictly increasing, got {list(milestones)}")
+    if not 0.0 < gamma <= 1.0:
+        raise ValueError(f"{gamma_key} must be in (0, 1], got {gamma}")
+
+
+def check_warmup_settings(kind: str, steps: int, lr: float, threshold: float,
+                          names: Sequence[str] = WARMUP_SETTING_NAMES) -> None:
+    """ValueError unless a warm-up's settings can work and each one given has an effect (``names``: of kind,
+    steps, lr, threshold in the caller's terms)."""
+    kind_key, steps_key, lr_key, threshold_key = names
+    if kind not in WARMUP_KINDS:
+        raise ValueError(f"{kind_key} must be one of {', '.join(WARMUP_KINDS)}; got {kind!r}")
+    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 0:
+        raise ValueError(f"{steps_key} must be an int >= 0, got {steps!r}")
+    if kind == "none" and steps != 0:
+        raise ValueError(f"{steps_key}={steps} has no effect with {kind_key}=none; set it to 0")
+    if kind in ("linear", "constant") and steps == 0:
+        raise ValueError(f"{kind_key}={kind} needs {steps_key} > 0")
+    if not (math.isfinite(lr) and lr >= 0.0):
+        raise ValueError(f"{lr_key} must be a finite number >= 0, got {lr}")
+    if kind in ("constant", "error_threshold") and lr == 0.0:
+        raise ValueError(f"{kind_key}={kind} at {lr_key}=0 never trains; use a value > 0")
+    if not 0.0 < threshold < 1.0:
+        raise ValueError(f"{threshold_key} is a training error fraction in (0, 1), got {threshold}")
 
 
 @dataclass(frozen=True)
@@ -177,37 +232,19 @@ class LRSchedule:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "milestones", tuple(self.milestones))  # lists from YAML stay hashable and frozen
-        if self.name not in SCHEDULE_NAMES:
-            raise ValueError(f"schedule name must be one of {SCHEDULE_NAMES}, got {self.name!r}")
+        check_main_settings(self.name, self.milestones, self.gamma)
+        check_warmup_settings(self.warmup, self.warmup_steps, self.warmup_lr, self.warmup_threshold)
         if not (math.isfinite(self.base_lr) and self.base_lr > 0.0):
             raise ValueError(f"base_lr must be a finite number > 0, got {self.base_lr}")
         if not (isinstance(self.total_steps, int) and self.total_steps > 0):
             raise ValueError(f"total_steps must be an int > 0, got {self.total_steps!r}")
-        if any(not isinstance(m, int) or m <= 0 for m in self.milestones):
-            raise ValueError(f"milestones must be ints > 0 (iterations), got {self.milestones}")
-        if any(later <= earlier for earlier, later in zip(self.milestones, self.milestones[1:])):
-            raise ValueError(f"milestones must be strictly increasing, got {self.milestones}")
         if self.name == "step" and self.milestones and self.milestones[-1] >= self.total_steps:
             raise ValueError(f"milestone {self.milestones[-1]} is not before total_steps {self.total_steps}: "
                              "it would never take effect")
-        if not 0.0 < self.gamma <= 1.0:
-            raise ValueError(f"gamma must be in (0, 1], got {self.gamma}")
         if not 0.0 <= self.final_lr <= self.base_lr:
             raise ValueError(f"final_lr must be in [0, base_lr={self.base_lr}], got {self.final_lr}")
-        if self.warmup not in WARMUP_KINDS:
-            raise ValueError(f"warmup must be one of {WARMUP_KINDS}, got {self.warmup!r}")
-        if not (isinstance(self.warmup_steps, int) and 0 <= self.warmup_steps < self.total_steps):
-            raise ValueError(f"warmup_steps must be an int in [0, total_steps), got {self.warmup_steps!r}")
-        if self.warmup == "none" and self.warmup_steps != 0:
-            raise ValueError(f"warmup_steps={self.warmup_steps} has no effect with warmup 'none'; set it to 0")
-        if self.warmup in ("linear", "constant") and self.warmup_steps == 0:
-            raise ValueError(f"a {self.warmup} warm-up needs warmup_steps > 0")
-        if not (math.isfinite(self.warmup_lr) and self.warmup_lr >= 0.0):
-            raise ValueError(f"warmup_lr must be a finite number >= 0, got {self.warmup_lr}")
-        if self.warmup in ("constant", "error_threshold") and self.warmup_lr == 0.0:
-            raise ValueError(f"a {self.warmup} warm-up at warmup_lr=0 never trains; use a value > 0")
-        if not 0.0 < self.warmup_threshold < 1.0:
-            raise ValueError(f"warmup_threshold is a training error fraction in (0, 1), got {self.warmup_threshold}")
+        if self.warmup_steps >= self.total_steps:
+            raise ValueError(f"warmup_steps must be below total_steps ({self.total_steps}), got {self.warmup_steps}")
 
     @classmethod
     def from_dict(cls, settings: dict) -> LRSchedule:

@@ -1,0 +1,63 @@
+"""``resnetlab reproduce`` and ``report``: the papers' experiments, run and written up."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from resnetlab.errors import UsageError
+
+# Each command imports torch and the models when it runs, so that `resnetlab --help` answers at once.
+
+
+def cmd_reproduce(args: argparse.Namespace) -> int:
+    from resnetlab.reproduce.experiment import get_experiment, list_experiments
+    from resnetlab.reproduce.runner import command_line, reproduce
+
+    if args.list:
+        return _list_experiments(list_experiments())
+    if args.experiment is None:
+        raise UsageError("name an experiment, e.g. `resnetlab reproduce degradation --budget smoke`; "
+                         "`resnetlab reproduce --list` shows them")
+    names = [e.name for e in list_experiments()] if args.experiment == "all" else [args.experiment]
+    from resnetlab.training.trainer import TrainingInterrupted
+
+    for name in names:
+        experiment = get_experiment(name)
+        try:
+            report_dir = reproduce(experiment, args.budget, seeds=args.seeds, data=args.data, out_dir=args.out,
+                                   device=args.device, progress=args.progress, command=command_line())
+        except TrainingInterrupted as stop:
+            print(f"resnetlab: interrupted ({stop}); finished runs are kept and the current one has a checkpoint: "
+                  "run the same command again to continue", file=sys.stderr)
+            return stop.exit_code
+        print(f"report: {report_dir / 'report.md'} (and report.html, results.json, figures)")
+    return 0
+
+
+def _list_experiments(experiments) -> int:
+    from resnetlab.reproduce.budgets import BUDGET_NAMES
+
+    print(f"{'experiment':<22} {'budget':<7} {'rows':>4} {'seeds':>5}  length per run")
+    for experiment in experiments:
+        for budget in BUDGET_NAMES:
+            plan = experiment.plans[budget]
+            length = f"{plan.iterations} iterations" if plan.iterations else "the paper's recipe"
+            if plan.substitute:
+                length += " (" + "; ".join(f"{model} run as {' '.join(o)}" for model, o in plan.substitute) + ")"
+            name = experiment.name if budget == BUDGET_NAMES[0] else ""
+            print(f"{name:<22} {budget:<7} {len(experiment.rows_for(budget)):>4} {plan.seeds:>5}  {length}")
+    print("smoke: seconds per experiment on built-in synthetic data (the tests run it); cpu: a shortened "
+          "schedule, up to about an hour on 2 cores; paper: the full recipes")
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from resnetlab.reproduce.runner import rebuild
+
+    if args.out and len(args.runs) > 1:
+        raise UsageError("--out takes one report folder; rebuild several in place, or one at a time")
+    for source in args.runs:
+        report_dir = rebuild(source, args.out)
+        print(f"report: {report_dir / 'report.md'}")
+    return 0
