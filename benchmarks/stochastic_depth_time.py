@@ -5,8 +5,9 @@ expected depth is 3/4 of the net's: E[L~] = (3L - 1) / 4 = 40.25 of 54 blocks). 
 dropped block computes nothing, forward or backward. Setups, each in its own process, in interleaved rounds:
 no stochastic depth; p_L = 0.5 batch; p_L = 0.2 batch; p_L = 0.5 ``row`` (per-sample masks: every block still
 runs, so it saves nothing, shown for contrast); and constant depth and p_L = 0.5 batch through torch.compile
-(each compared with the compiled constant-depth net). The gates are drawn afresh every step, as in training, so the
-epoch time is the mean step time times the steps of an epoch (45k images / 128 = 352 steps).
+(the constant-depth net compiled whole, the gated one unit by unit, each compared with the compiled constant-depth
+net), all in --precision (auto: bf16 where the CPU has AMX-BF16 units). The gates are drawn afresh every step, as
+in training, so the epoch time is the mean step time times the steps of an epoch (45k images / 128 = 352 steps).
 
     .venv/bin/python benchmarks/stochastic_depth_time.py                # about 10 min on 2 cores
 """
@@ -29,6 +30,7 @@ def main() -> int:
     parser.add_argument("--steps", type=int, default=16, help="timed steps per setup and round")
     parser.add_argument("--compiled", action=argparse.BooleanOptionalAction, default=True,
                         help="also measure constant depth and p_L=0.5 with torch.compile (default: on)")
+    parser.add_argument("--precision", default="auto", choices=("auto", "fp32", "bf16"))
     parser.add_argument("--out", type=Path, default=REPO / "runs" / "benchmarks" / "stochastic_depth_time.json")
     args = parser.parse_args()
 
@@ -43,12 +45,14 @@ def main() -> int:
 
     def with_depth(p_last: float, mode: str, compile: bool = False):
         return resnetlab_setup(label=f"stochastic depth p_L={p_last} {mode}" + (", compiled" if compile else ""),
-                               compile=compile, stochastic_depth={"p_last": p_last, "mode": mode})
+                               compile=compile, precision=args.precision,
+                               stochastic_depth={"p_last": p_last, "mode": mode})
 
-    setups = [resnetlab_setup(label="constant depth"), with_depth(0.5, "batch"), with_depth(0.2, "batch"),
-              with_depth(0.5, "row")]
-    if args.compiled:  # the same two nets through torch.compile (graph breaks at every gate)
-        setups += [resnetlab_setup(label="constant depth, compiled", compile=True), with_depth(0.5, "batch", True)]
+    setups = [resnetlab_setup(label="constant depth", precision=args.precision), with_depth(0.5, "batch"),
+              with_depth(0.2, "batch"), with_depth(0.5, "row")]
+    if args.compiled:  # the same two nets through torch.compile (the gated one compiled unit by unit)
+        setups += [resnetlab_setup(label="constant depth, compiled", compile=True, precision=args.precision),
+                   with_depth(0.5, "batch", True)]
     print(f"machine: {describe_machine()}", flush=True)
     comparison = compare_training(args.model, setups, args.batch, rounds=args.rounds, steps=args.steps)
     print(format_comparison(comparison))
@@ -71,7 +75,15 @@ def main() -> int:
                      "step_seconds_stdev": statistics.pstdev(summary.step_seconds),
                      "epoch_seconds": summary.mean_step * STEPS_PER_EPOCH, "saving": saving,
                      "expected_saving": expected_saving})
-    write_results(args.out, {"machine": f"machine: {describe_machine()}", "comparison": comparison.to_dict(), "rows": rows})
+    # Issue 14's comparison: each net in its fastest mode (eager or compiled), p_L = 0.5 batch against constant depth.
+    steps = {summary.label: summary.mean_step for summary in comparison.setups}
+    constant = min((label for label in steps if label.startswith("constant depth")), key=steps.get)
+    gated = min((label for label in steps if label.startswith("stochastic depth p_L=0.5 batch")), key=steps.get)
+    fastest = {"constant_depth": constant, "stochastic_depth": gated, "saving": 1 - steps[gated] / steps[constant]}
+    print(f"\nfastest modes: {constant} {steps[constant] * STEPS_PER_EPOCH:.0f} s per epoch, {gated} "
+          f"{steps[gated] * STEPS_PER_EPOCH:.0f} s: {100 * fastest['saving']:.1f}% less time per epoch")
+    write_results(args.out, {"machine": f"machine: {describe_machine()}", "comparison": comparison.to_dict(),
+                             "rows": rows, "fastest": fastest})
     return 0
 
 

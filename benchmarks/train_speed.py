@@ -26,7 +26,10 @@ def setups_for(model: str, ablation: bool):
         setups += [TrainSetup("channels_last only", channels_last=True),
                    TrainSetup("tuned malloc only", tune_allocator=True),
                    TrainSetup("foreach SGD only", foreach=True)]
-    return setups + [resnetlab_setup(), resnetlab_setup(compile=True)]
+    ours = [resnetlab_setup(precision="fp32"), resnetlab_setup(compile=True, precision="fp32"),
+            resnetlab_setup(precision="auto"), resnetlab_setup(compile=True, precision="auto")]
+    unique = {setup.label.replace(" (auto)", ""): setup for setup in ours}  # auto is fp32 without bf16 units
+    return setups + list(unique.values())
 
 
 def main() -> int:

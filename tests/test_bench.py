@@ -84,6 +84,21 @@ def test_bench_command_prints_speed_gflops_peak_fraction_and_memory(tmp_path, ca
     assert saved["setups"][1]["setup"]["channels_last"] is True and saved["setups"][0]["setup"]["foreach"] is None
 
 
+def test_bench_precision_bf16_uses_the_bf16_peak_and_writes_the_speedup(tmp_path, capsys):
+    out = tmp_path / "bench.json"
+    code = main(["bench", "resnet20", "--precision", "bf16", "--batch", "4", "--image-size", "8", "--rounds", "1",
+                 "--steps", "2", "--json", str(out)])
+    printed = capsys.readouterr().out
+    assert code == 0 and "float32" in printed and "bfloat16" in printed  # both matmul peaks in the header
+    saved = json.loads(out.read_text())
+    reference, ours = saved["setups"]
+    assert reference["precision"] == "fp32" and ours["precision"] == "bf16" and "bf16" in ours["label"]
+    assert ours["speedup_vs_first"] == pytest.approx(reference["median_step_seconds"] / ours["median_step_seconds"])
+    assert ours["fraction_of_matmul_peak"] == pytest.approx(ours["gflops"] / saved["matmul_bf16"]["median"])
+    assert reference["fraction_of_matmul_peak"] == pytest.approx(reference["gflops"] / saved["matmul"]["median"])
+    assert main(["bench", "resnet20", "--infer", "--precision", "bf16"]) == 2  # inference runs float32 only
+
+
 def test_bench_infer_compares_eager_with_the_folded_model(capsys):
     code = main(["bench", "resnet20", "--infer", "--batch", "2", "--rounds", "1", "--steps", "1"])
     printed = capsys.readouterr().out

@@ -23,7 +23,8 @@ WORKER = Path(__file__).parent / "distributed_worker.py"
 RANKS = 2
 WEIGHT_TOLERANCE = 1e-5  # |2 ranks - 1 process| of any weight after the steps: all-reduce sums in another order
 SMALL = ["data.name=synthetic", "data.synthetic_train_size=128", "data.synthetic_test_size=32",
-         "data.validation_size=32", "train.batch_size=16", "train.compile=false", "train.deterministic=true"]
+         "data.validation_size=32", "train.batch_size=16", "train.compile=false", "train.deterministic=true",
+         "train.precision=fp32"]  # float32 on every machine: the tolerances below are float32's
 NO_BN = ["model.name=bn_cnn", "model.options.norm=none"]
 
 pytestmark = pytest.mark.skipif(not torch.distributed.is_available() or not torch.distributed.is_gloo_available(),

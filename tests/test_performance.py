@@ -13,6 +13,7 @@ from resnetlab.layers.stochastic_depth import set_gate_generator
 from resnetlab.models.architectures import cifar_resnet
 from resnetlab.training.performance import (
     AUTO_COMPILE_MIN_ITERATIONS,
+    CompiledBranches,
     CompiledForward,
     prepare_forward,
     should_compile,
@@ -87,9 +88,12 @@ def test_compiled_stochastic_depth_drops_the_same_units_and_gives_the_eager_grad
     gates, gates_c = torch.Generator(), torch.Generator()
     set_gate_generator(eager, gates)
     set_gate_generator(compiled_model, gates_c)
+    torch._dynamo.reset()
+    torch._dynamo.utils.counters.clear()
     forward = prepare_forward(compiled_model, channels_last=True, compile=True)
+    assert isinstance(forward, CompiledBranches) and len(forward.units) == 6  # compiled unit by unit
     images_cl = images.contiguous(memory_format=torch.channels_last)
-    for step in range(3):  # different gate draws per step: the graph breaks at each gate, nothing recompiles wrong
+    for step in range(3):  # different gate draws per step: the gates stay in Python, the branches compiled
         gates.manual_seed(step)
         gates_c.manual_seed(step)
         logits, grads = _loss_and_grads(eager, eager, images, labels)
@@ -102,6 +106,11 @@ def test_compiled_stochastic_depth_drops_the_same_units_and_gives_the_eager_grad
             if grads[name] is not None:
                 _assert_close(grads[name], grads_c[name])
     assert forward.failure is None
+    # Units of one shape share a graph: 3 stages of 2 units make at most 4 shapes (first unit of stages 2 and 3).
+    assert 1 <= torch._dynamo.utils.counters["stats"]["unique_graphs"] <= 4
+    compiled_model.eval()
+    with torch.no_grad():  # evaluation runs the eager branches: the same logits as the eager model
+        _assert_close(eager.eval()(images), compiled_model(images_cl))
 
 
 def test_auto_compile_is_for_runs_long_enough_to_pay_for_it():
@@ -152,7 +161,7 @@ def test_allocator_tuning_applies_on_glibc_and_is_idempotent():
 def test_training_switches_are_validated_and_have_the_documented_defaults():
     config = load_config()
     assert config.train.channels_last is True and config.train.compile is None  # auto: long runs compile
-    assert config.train.precision == "fp32" and config.train.tune_allocator is True
+    assert config.train.precision == "auto" and config.train.tune_allocator is True  # bf16 where it is fast
     with pytest.raises(ConfigError, match="train.precision"):
         load_config(None, ["train.precision=fp16"])
     with pytest.raises(ConfigError, match="model.checkpoint_segments"):

@@ -85,7 +85,8 @@ def test_shortening_keeps_the_recipes_shape():
 
     gated = load_config(recipe_root() / "identity_mappings/table1_exclusive_gating_m6.yaml")
     assert gated.train.schedule.warmup.steps == IDENTITY_WARMUP_ITERATIONS
-    short = load_config(recipe_root() / "identity_mappings/table1_exclusive_gating_m6.yaml", shorten_overrides(gated, 6400))
+    short = load_config(recipe_root() / "identity_mappings/table1_exclusive_gating_m6.yaml",
+                        shorten_overrides(gated, 6400))
     assert short.train.schedule.warmup.steps == IDENTITY_WARMUP_ITERATIONS // 10
     # A run shorter than the first milestone keeps no milestone at all.
     assert load_config(None, shorten_overrides(resnet, 1)).train.schedule.milestones == ()

@@ -19,6 +19,7 @@ from resnetlab.data.augment import Normalizer
 from resnetlab.data.batches import ArrayBatches
 from resnetlab.layers.stochastic_depth import set_gate_generator
 from resnetlab.training.performance import memory_format, prepare_forward, tune_allocator
+from resnetlab.training.precision import resolve_precision
 from resnetlab.training.step import TrainStep, make_optimizer
 
 MATMUL_SIZE = 2048  # the peak reference: a square float32 torch.mm of this size
@@ -34,6 +35,7 @@ class TrainSetup:
     tune_allocator: bool = False
     foreach: bool | None = None  # None: torch's default (a per-parameter loop on the CPU)
     model_options: dict = field(default_factory=dict)  # create_model options: stochastic_depth, ...
+    precision: str = "fp32"  # fp32 | bf16 | auto (`resnetlab.training.precision`, resolved in the measuring process)
 
 
 
@@ -48,9 +50,10 @@ def _peak_resident_bytes() -> int:
     return max(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024, _resident_bytes())
 
 
-def matmul_gflops(size: int = MATMUL_SIZE, repeats: int = 10) -> dict:
-    """The float32 matmul rate of this machine with torch's threads: median, min and max GFLOP/s."""
-    a, b = torch.randn(size, size), torch.randn(size, size)
+def matmul_gflops(size: int = MATMUL_SIZE, repeats: int = 10, dtype: str = "float32") -> dict:
+    """The matmul rate of this machine with torch's threads in ``dtype`` (float32 or bfloat16): median, min and
+    max GFLOP/s of a square ``torch.mm``."""
+    a, b = (torch.randn(size, size).to(getattr(torch, dtype)) for _ in range(2))
     for _ in range(2):
         torch.mm(a, b)
     seconds = []
@@ -90,7 +93,9 @@ def build_training_step(model: str, setup: TrainSetup, batch_size: int, image_si
     log = compile_failures.append if compile_failures is not None else print
     forward = prepare_forward(net, channels_last=setup.channels_last, compile=setup.compile, log=log)
     optimizer = make_optimizer(net, TrainConfig(), foreach=setup.foreach)  # the recipes' lr 0.1, momentum, decay
-    train_step = TrainStep(forward, optimizer, memory_format(setup.channels_last), gates=gates, seed=seed)
+    precision = resolve_precision(setup.precision).precision
+    train_step = TrainStep(forward, optimizer, memory_format(setup.channels_last), precision=precision, gates=gates,
+                           seed=seed)
     generator = torch.Generator().manual_seed(seed)
     images = torch.randn(batch_size, 3, image_size, image_size, generator=generator)
     labels = torch.randint(0, num_classes, (batch_size,), generator=generator)
@@ -118,7 +123,7 @@ def measure_training_steps(model: str, setup: dict, batch_size: int, image_size:
         seconds.append(time.perf_counter() - start)
     return {"step_seconds": seconds, "warmup_seconds": warmup_seconds, "resident_before_bytes": resident_before,
             "peak_resident_bytes": _peak_resident_bytes(), "compile_failure": failures[0] if failures else None,
-            "threads": torch.get_num_threads()}
+            "threads": torch.get_num_threads(), "precision": step.train_step.precision}
 
 
 def measure_augmentation(batch_size: int, image_size: int = 32, batches: int = 20, seed: int = 0) -> dict:

@@ -27,6 +27,7 @@ from resnetlab.bench.measure import MATMUL_SIZE, TrainSetup
 from resnetlab.errors import ResnetlabError
 from resnetlab.models import get_model_spec
 from resnetlab.models.complexity import build_on_meta, count_multiply_adds
+from resnetlab.training.precision import resolve_precision
 
 TRAIN_FLOPS_PER_MULTIPLY_ADD = 6  # forward (2 FLOPs per multiply-add) + backward (about twice the forward)
 
@@ -39,13 +40,14 @@ REFERENCE = TrainSetup("reference (eager NCHW fp32)")
 
 
 def resnetlab_setup(channels_last: bool = True, compile: bool = False, label: str | None = None,
-                    **model_options) -> TrainSetup:
+                    precision: str = "fp32", **model_options) -> TrainSetup:
     """The trainer's way (`resnetlab.training.trainer.build_run`) with the given switches."""
     if label is None:
+        shown = resolve_precision(precision).precision + (" (auto)" if precision == "auto" else "")
         label = "resnetlab (" + ", ".join(["channels_last" if channels_last else "NCHW"]
-                                          + (["compile"] if compile else []) + ["tuned malloc"]) + ")"
+                                          + (["compile"] if compile else []) + ["tuned malloc", shown]) + ")"
     return TrainSetup(label, channels_last=channels_last, compile=compile, tune_allocator=True, foreach=True,
-                      model_options=model_options)
+                      model_options=model_options, precision=precision)
 
 
 # ---- many processes: side by side ----------------------------------------------------------------------------
@@ -75,6 +77,7 @@ class SetupSummary:
     peak_resident_bytes: int
     step_peak_bytes: int  # peak resident set minus the resident set before the first step
     compile_failure: str | None = None
+    precision: str = "fp32"  # what the setup ran in (an "auto" setup resolved on the measuring machine)
 
     @property
     def median_step(self) -> float:
@@ -91,9 +94,14 @@ class TrainingComparison:
     batch_size: int
     image_size: int
     multiply_adds_per_image: int
-    matmul: dict
+    matmul: dict  # float32 torch.mm rate, GFLOP/s: median, min, max, size
     setups: list[SetupSummary]
     augment_batch_seconds: list[float] | None = None
+    matmul_bf16: dict | None = None  # the same in bfloat16, measured in the same rounds
+
+    def peak(self, summary: SetupSummary) -> float:
+        """The median matmul rate of the precision the setup ran in (GFLOP/s)."""
+        return (self.matmul_bf16 or self.matmul)["median"] if summary.precision == "bf16" else self.matmul["median"]
 
     def images_per_second(self, summary: SetupSummary, statistic: str = "median") -> float:
         seconds = {"median": summary.median_step, "mean": summary.mean_step,
@@ -112,7 +120,7 @@ class TrainingComparison:
                        images_per_second_min=self.images_per_second(summary, "max"),
                        images_per_second_max=self.images_per_second(summary, "min"),
                        mean_step_seconds=summary.mean_step, median_step_seconds=summary.median_step,
-                       gflops=self.gflops(summary), fraction_of_matmul_peak=self.gflops(summary) / self.matmul["median"],
+                       gflops=self.gflops(summary), fraction_of_matmul_peak=self.gflops(summary) / self.peak(summary),
                        speedup_vs_first=self.setups[0].median_step / summary.median_step)
             rows.append(row)
         result = {k: v for k, v in asdict(self).items() if k != "setups"}
@@ -131,10 +139,11 @@ def compare_training(model: str, setups: list[TrainSetup], batch_size: int = 128
     num_classes = 10 if spec.input_size <= 64 else 1000
     multiply_adds = count_multiply_adds(build_on_meta(model, num_classes=num_classes), image_size)
     results: dict[str, list[dict]] = {s.label: [] for s in setups}
-    matmul_seconds: list[float] = []
+    matmul_seconds: dict[str, list[float]] = {"float32": [], "bfloat16": []}
     augment_seconds: list[float] = []
     for round_index in range(rounds):
-        matmul_seconds += run_isolated("matmul", timeout)["seconds"]
+        for dtype, seconds in matmul_seconds.items():
+            seconds += run_isolated("matmul", timeout, dtype=dtype)["seconds"]
         if augmentation:
             augment_seconds += run_isolated("augment", timeout, batch_size=batch_size, image_size=image_size,
                                             seed=round_index)["batch_seconds"]
@@ -144,9 +153,7 @@ def compare_training(model: str, setups: list[TrainSetup], batch_size: int = 128
             results[setup.label].append(run_isolated(
                 "train", timeout, model=model, setup=asdict(setup), batch_size=batch_size, image_size=image_size,
                 steps=steps, warmup_steps=warmup_steps, num_classes=num_classes, seed=round_index))
-    flops = 2 * MATMUL_SIZE**3
-    matmul = {"median": flops / statistics.median(matmul_seconds) / 1e9, "min": flops / max(matmul_seconds) / 1e9,
-              "max": flops / min(matmul_seconds) / 1e9, "size": MATMUL_SIZE}
+    matmul, matmul_bf16 = (_rates(matmul_seconds[dtype]) for dtype in ("float32", "bfloat16"))
     summaries = []
     for setup in setups:
         runs = results[setup.label]
@@ -156,25 +163,35 @@ def compare_training(model: str, setups: list[TrainSetup], batch_size: int = 128
             warmup_seconds=[run["warmup_seconds"] for run in runs],
             peak_resident_bytes=max(run["peak_resident_bytes"] for run in runs),
             step_peak_bytes=max(run["peak_resident_bytes"] - run["resident_before_bytes"] for run in runs),
-            compile_failure=next((run["compile_failure"] for run in runs if run["compile_failure"]), None)))
+            compile_failure=next((run["compile_failure"] for run in runs if run["compile_failure"]), None),
+            precision=runs[0]["precision"]))
     return TrainingComparison(model, batch_size, image_size, multiply_adds, matmul, summaries,
-                              augment_seconds or None)
+                              augment_seconds or None, matmul_bf16)
+
+
+def _rates(seconds: list[float]) -> dict:
+    flops = 2 * MATMUL_SIZE**3
+    return {"median": flops / statistics.median(seconds) / 1e9, "min": flops / max(seconds) / 1e9,
+            "max": flops / min(seconds) / 1e9, "size": MATMUL_SIZE}
 
 
 def format_comparison(comparison: TrainingComparison) -> str:
     """A fixed-width table: images/s (median, min-max), GFLOP/s, % of the matmul peak, speed-up, memory."""
     c = comparison
+    bf16 = c.matmul_bf16 or {"median": float("nan"), "min": float("nan"), "max": float("nan")}
+    width = max(len("setup"), *(len(s.label) for s in c.setups))
     lines = [f"{c.model}, batch {c.batch_size}, {c.image_size}x{c.image_size} px, "
-             f"{c.multiply_adds_per_image / 1e6:.1f} M multiply-adds per image; "
-             f"matmul peak {c.matmul['median']:.0f} GFLOP/s (min {c.matmul['min']:.0f}, max {c.matmul['max']:.0f}, "
-             f"{c.matmul['size']}x{c.matmul['size']} float32 torch.mm)",
-             f"{'setup':<50} {'img/s':>7} {'(min-max)':>13} {'GFLOP/s':>8} {'%peak':>6} {'speed-up':>8} "
+             f"{c.multiply_adds_per_image / 1e6:.1f} M multiply-adds per image",
+             f"matmul peak ({c.matmul['size']}x{c.matmul['size']} torch.mm): float32 {c.matmul['median']:.0f} GFLOP/s "
+             f"(min {c.matmul['min']:.0f}, max {c.matmul['max']:.0f}), bfloat16 {bf16['median']:.0f} GFLOP/s (min "
+             f"{bf16['min']:.0f}, max {bf16['max']:.0f}); %peak is of the setup's own precision",
+             f"{'setup':<{width}} {'img/s':>7} {'(min-max)':>13} {'GFLOP/s':>8} {'%peak':>6} {'speed-up':>8} "
              f"{'warm-up s':>9} {'peak MiB':>9}"]
     for s in c.setups:
         lines.append(
-            f"{s.label[:50]:<50} {c.images_per_second(s):>7.0f} "
+            f"{s.label:<{width}} {c.images_per_second(s):>7.0f} "
             f"{c.images_per_second(s, 'max'):>6.0f}-{c.images_per_second(s, 'min'):<6.0f} {c.gflops(s):>8.1f} "
-            f"{100 * c.gflops(s) / c.matmul['median']:>5.0f}% {c.setups[0].median_step / s.median_step:>7.2f}x "
+            f"{100 * c.gflops(s) / c.peak(s):>5.0f}% {c.setups[0].median_step / s.median_step:>7.2f}x "
             f"{statistics.median(s.warmup_seconds):>9.1f} {s.peak_resident_bytes / 2**20:>9.0f}")
         if s.compile_failure:
             lines.append(f"    compile failed, ran eagerly: {s.compile_failure}")

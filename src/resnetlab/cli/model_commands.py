@@ -67,10 +67,12 @@ def cmd_bench(args: argparse.Namespace) -> int:
         raise UsageError(f"--batch must be at least 2 (BN needs 2 images), got {args.batch}")
     print(f"machine: {describe_machine()}")
     if args.mode == "infer":
+        if args.precision is not None:
+            raise UsageError("--precision applies to training steps; the inference comparison runs float32")
         return _bench_inference(args, spec)
     from resnetlab.bench.training import REFERENCE, compare_training, format_comparison, resnetlab_setup
 
-    ours = resnetlab_setup(channels_last=args.channels_last, compile=args.compile)
+    ours = resnetlab_setup(channels_last=args.channels_last, compile=args.compile, precision=args.precision or "auto")
     comparison = compare_training(args.model, [REFERENCE, ours], batch_size=args.batch, image_size=args.image_size,
                                   rounds=args.rounds, steps=args.steps, augmentation=spec.input_size <= 64,
                                   progress=lambda line: print(line, file=sys.stderr))

@@ -69,6 +69,9 @@ def build_parser() -> argparse.ArgumentParser:
                       help="inference: eager vs BN folded into the convolutions")
     bench.set_defaults(mode="train")
     bench.add_argument("--compile", action="store_true", help="torch.compile resnetlab's side")
+    bench.add_argument("--precision", choices=("auto", "fp32", "bf16"), default=None,
+                       help="resnetlab's side in training mode, as train.precision (default: auto, bf16 where the "
+                       "CPU has AMX-BF16 units); the reference stays float32")
     bench.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=True,
                        help="NHWC memory on resnetlab's side (default: on, as in training)")
     bench.add_argument("--image-size", type=int, default=None, help="image side in px (default: the model's)")

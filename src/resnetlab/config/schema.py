@@ -88,6 +88,7 @@ class TrainConfig:
     momentum: float = 0.9
     nesterov: bool = False
     weight_decay: float = 1e-4
+    label_smoothing: float = 0.0  # the target puts this much mass on the other classes (0: the papers' one-hot loss)
     schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
     seed: int = 0
     deterministic: bool = False  # bitwise reproducible on CPU (slower kernels), needed for exact resume
@@ -95,7 +96,9 @@ class TrainConfig:
     checkpoint_every: int = 1  # epochs between checkpoints (also written at the end and on interruption)
     channels_last: bool = True  # NHWC activations: oneDNN's fast convolution layout on CPU, tensor cores' on GPU
     compile: bool | None = None  # torch.compile the training step (eager on failure); null: when iterations >= 1000
-    precision: str = "fp32"  # fp32 | bf16 (autocast; for GPUs: CPUs without bf16 units run it far slower)
+    # auto | fp32 | bf16: bf16 autocast (weights, optimizer and BN statistics stay float32); auto picks bf16 where
+    # the device has fast bf16 units (AMX-BF16 CPUs, bf16 GPUs) and fp32 elsewhere (`training/precision.py`)
+    precision: str = "auto"
     tune_allocator: bool = True  # keep freed activation buffers in glibc's heap instead of returning them to the OS
 
 

@@ -16,7 +16,7 @@ CHOICES = {
     "data.normalization": ("per_pixel_mean", "per_channel"),
     "data.loader": ("auto", "memory", "stream"),
     "train.schedule.unit": ("iterations", "epochs"),
-    "train.precision": ("fp32", "bf16"),
+    "train.precision": ("auto", "fp32", "bf16"),
 }
 POSITIVE = ("train.batch_size", "train.lr", "train.eval_every", "train.checkpoint_every", "train.iterations",
             "train.epochs", "data.image_size", "data.synthetic_train_size", "data.synthetic_test_size", "data.crop",
@@ -48,6 +48,8 @@ def validate(config: Config) -> Config:
     if (train.iterations is None) == (train.epochs is None):
         raise ConfigError("set exactly one of train.iterations and train.epochs (the other to null)")
     _validate_schedule(train.schedule)
+    if not 0.0 <= train.label_smoothing < 1.0:
+        raise ConfigError(f"train.label_smoothing must be in [0, 1), got {train.label_smoothing}")
     data = config.data
     if len(data.scale) != 2 or not data.crop <= data.scale[0] <= data.scale[1]:
         raise ConfigError(f"data.scale must be [min, max] with data.crop <= min <= max, got {list(data.scale)}")

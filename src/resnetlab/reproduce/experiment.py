@@ -22,7 +22,7 @@ class Row:
     """One line of a paper's table: a recipe file and how it is labelled and grouped."""
 
     label: str  # as the paper names it, e.g. "plain-20", "(e) full pre-activation"
-    recipe: str  # path below the shipped recipes (`resnetlab.config.recipe_root`), e.g. "resnet/fig6_cifar10_plain20.yaml"
+    recipe: str  # path below the shipped recipes (`resnetlab.config.recipe_root`): "resnet/fig6_cifar10_plain20.yaml"
     group: str = ""  # the series it belongs to in figures ("plain", "ResNet", "ResNet-110", ...)
     overrides: tuple[str, ...] = ()  # on top of the recipe, for every budget
 

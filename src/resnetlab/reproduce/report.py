@@ -11,6 +11,7 @@ from pathlib import Path
 from resnetlab.reproduce.experiment import Analysis, get_experiment
 from resnetlab.reproduce.results import ExperimentResults, RowResult, Stats, load_results
 from resnetlab.training.environment import describe_machine
+from resnetlab.training.precision import PrecisionChoice
 
 REPORT_MD, REPORT_HTML, RESULTS_JSON = "report.md", "report.html", "results.json"
 VERDICTS = {True: "shown", False: "not shown", None: "cannot tell"}
@@ -82,6 +83,10 @@ def _setup_lines(results: ExperimentResults) -> list[str]:
     commits = sorted({str(run.environment.get("git_commit")) for run in finished if run.environment})
     if machines:
         lines.append(f"Machine: {'; '.join(machines)}. resnetlab at commit {', '.join(commits)}.")
+        # Records written before train.precision existed trained in float32.
+        precisions = sorted({PrecisionChoice(**run.environment["precision"]).describe() if "precision" in
+                             run.environment else "precision fp32" for run in finished if run.environment})
+        lines.append(f"Arithmetic: {'; '.join(precisions)}.")
     total = sum(run.summary.get("train_seconds", 0.0) for run in results.runs if run.summary)
     lines.append(f"Training time over all runs: {duration(total)} (evaluation excluded); "
                  f"wall time of the command: {duration(manifest.get('wall_seconds'))}.")

@@ -55,7 +55,8 @@ def resolve_config(row: Row, budget: str, plan: Plan, seed: int, data: Sequence[
     return load_config(row.recipe_path, overrides)
 
 
-ADDED_LATER = (("model", "sync_bn", False),)  # (section, key, default) of config keys newer than the first runs
+# (section, key, default) of config keys newer than the first runs
+ADDED_LATER = (("model", "sync_bn", False), ("train", "label_smoothing", 0.0))
 
 
 def run_name(row: Row, budget: str, seed: int, config: Config) -> str:

@@ -13,6 +13,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from resnetlab.training.precision import cpu_capabilities
+
 
 def git_commit(path: str | Path = ".") -> str | None:
     """The commit of the resnetlab checkout (with ``-dirty`` for local changes), or None outside git."""
@@ -57,6 +59,7 @@ def describe_environment(seed: int | None = None) -> dict:
         "onnxruntime": package_version("onnxruntime"),
         "platform": platform.platform(),
         "cpu": cpu_name(),
+        "cpu_amx_bf16": bool(cpu_capabilities().get("amx_bf16")),  # bf16 matrix units: what train.precision=auto reads
         "cpu_count": os.cpu_count(),
         "torch_threads": torch.get_num_threads(),
         "cuda": torch.version.cuda if cuda else None,
@@ -71,6 +74,7 @@ def describe_machine(environment: dict | None = None) -> str:
     output and reports."""
     env = environment if environment is not None else describe_environment()
     gpus = env.get("gpus") or []
-    return (f"{env.get('cpu')}, {env.get('cpu_count')} CPUs, {env.get('torch_threads')} torch threads"
+    amx = {True: " (AMX-BF16)", False: " (no AMX-BF16)"}.get(env.get("cpu_amx_bf16"), "")
+    return (f"{env.get('cpu')}{amx}, {env.get('cpu_count')} CPUs, {env.get('torch_threads')} torch threads"
             + (f", GPU {', '.join(gpus)}" if gpus else "")
             + f"; torch {env.get('torch')}, Python {env.get('python')}")

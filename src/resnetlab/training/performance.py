@@ -115,8 +115,50 @@ def describe_error(error: BaseException) -> str:
     return f"{type(error).__name__}: {first_line}"
 
 
+class CompiledBranches:
+    """Each residual unit's branch compiled on its own, for nets whose whole-model graph would break at every unit.
+
+    Batch-mode stochastic depth decides in Python, per unit and step, whether a branch runs at all; compiled as
+    one graph, the model breaks at every decision. Here the decision stays in the unit's eager forward and only
+    the branch (convolutions, BN, ReLU) is compiled; units of the same shape and mode share one compiled graph
+    (torch.compile caches by code and guards on shapes, not on the module), so ResNet-110 compiles about five
+    graphs, not 54. Eval mode and ``torch.no_grad()`` run the eager branch. A failure to compile is reported once
+    and every unit runs eagerly from then on, as with `CompiledForward`.
+    """
+
+    def __init__(self, model: nn.Module, log: Callable[[str], None] = print) -> None:
+        self.model, self.log = model, log
+        self.failure: str | None = None
+        self.units = [unit for unit in model.modules() if callable(getattr(unit, "branch", None))]
+        for unit in self.units:
+            unit.branch = self._branch(unit, unit.branch)  # an instance attribute: the class keeps its method
+
+    def _branch(self, unit: nn.Module, eager: Callable) -> Callable:
+        compiled = torch.compile(eager)
+
+        def branch(x):
+            if self.failure is None and unit.training and torch.is_grad_enabled():
+                try:
+                    return compiled(x)
+                except Exception as error:  # noqa: BLE001 - any compiler failure means: run eagerly
+                    self.failure = describe_error(error)
+                    self.log(f"torch.compile of the units failed ({self.failure[:200]}); continuing in eager mode")
+            return eager(x)
+
+        return branch
+
+    def __call__(self, *args, **kwargs):
+        return self.model(*args, **kwargs)
+
+
 def prepare_forward(model: nn.Module, *, channels_last: bool, compile: bool,
                     log: Callable[[str], None] = print) -> Callable:
-    """Put ``model`` in the chosen memory format (in place) and return the callable that trains it."""
+    """Put ``model`` in the chosen memory format (in place) and return the callable that trains it: the model,
+    the model compiled whole (`CompiledForward`), or, for a net with batch-mode stochastic depth, the model with
+    its units' branches compiled one by one (`CompiledBranches`; with activation checkpointing too, the whole
+    model is compiled, as the checkpointed rerun of a unit would run its compiled branch again)."""
     model.to(memory_format=memory_format(channels_last))
-    return CompiledForward(model, log) if compile else model
+    if not compile:
+        return model
+    checkpointed = getattr(getattr(model, "module", model), "checkpoint_segments", 0)
+    return CompiledBranches(model, log) if has_batch_gates(model) and not checkpointed else CompiledForward(model, log)

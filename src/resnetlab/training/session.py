@@ -78,14 +78,15 @@ class Session:
         folder = Path(distributed.broadcast(str(folder) if folder is not None else None))
         if distributed.is_main:
             save_config(config, folder / "config.yaml")
-            environment = describe_environment(config.train.seed)
-            environment["world_size"] = distributed.world_size
-            (folder / "environment.json").write_text(json.dumps(environment, indent=2))
         run = build_run(config, device, log, distributed)
+        if distributed.is_main:
+            environment = describe_environment(config.train.seed)
+            environment.update(world_size=distributed.world_size, precision=run.precision.to_dict())
+            (folder / "environment.json").write_text(json.dumps(environment, indent=2))
         sizes = run.data.split_sizes
         log(f"run folder {folder}: {config.model.name} on {config.data.name} ({sizes['train']} train / "
             f"{sizes['val']} val / {sizes['test']} test images), {run.total_iterations} iterations of batch "
-            f"{config.train.batch_size}")
+            f"{config.train.batch_size}, {run.precision.describe()}")
         return cls(run, folder, log, resumed_at=None)
 
     @classmethod
@@ -101,7 +102,12 @@ class Session:
             log(f"note: the checkpoint was written by {saved_world} process(es), resuming with "
                 f"{distributed.world_size}: the global batch and the data order are unchanged, the per-process "
                 "BN batches are not (use model.sync_bn for the same statistics)")
-        log(f"resuming {folder} at iteration {run.state.iteration} (epoch {run.state.epoch + 1})")
+        saved = (checkpoint.get("precision") or {}).get("precision", "fp32")
+        if saved != run.precision.precision:
+            log(f"note: the run trained in {saved} so far and continues in {run.precision.precision} on this machine "
+                f"({run.precision.reason}), so it will not end with the bits of an uninterrupted run")
+        log(f"resuming {folder} at iteration {run.state.iteration} (epoch {run.state.epoch + 1}), "
+            f"{run.precision.describe()}")
         return cls(run, folder, log, resumed_at=run.state.iteration)
 
     def open(self, probes: Sequence[Probe], progress: bool | None) -> None:

@@ -44,19 +44,21 @@ class TrainStep:
     precision: str = "fp32"
     gates: torch.Generator | None = None
     seed: int = 0
+    label_smoothing: float = 0.0
 
     def autocast(self) -> torch.autocast:
         return torch.autocast(self.device_type, dtype=torch.bfloat16, enabled=self.precision == "bf16")
 
     def __call__(self, iteration: int, images: torch.Tensor, labels: torch.Tensor,
-                 inspect: Callable[[torch.Tensor, torch.Tensor], None] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+                 inspect: Callable[[torch.Tensor, torch.Tensor], None] | None = None
+                 ) -> tuple[torch.Tensor, torch.Tensor]:
         """Train on one batch; returns the (float32) loss and the logits. ``inspect(loss, logits)`` runs before
         the update and may raise to stop it (the weights are then untouched)."""
         if self.gates is not None:
             self.gates.manual_seed(torch_seed(self.seed, iteration, GATE_STREAM))
         with self.autocast():
             logits = self.forward(images.contiguous(memory_format=self.memory_format))
-        loss = F.cross_entropy(logits.float(), labels)
+        loss = F.cross_entropy(logits.float(), labels, label_smoothing=self.label_smoothing)
         if inspect is not None:
             inspect(loss, logits)
         self.optimizer.zero_grad(set_to_none=True)

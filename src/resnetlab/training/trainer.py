@@ -28,6 +28,7 @@ from resnetlab.schedules import ErrorThresholdWarmup, LRSchedule, epochs_to_iter
 from resnetlab.training.checkpoint import capture_rng_state, restore_rng_state
 from resnetlab.training.distributed import SINGLE, Distributed, check_global_batch, wrap_for_training
 from resnetlab.training.performance import memory_format, prepare_forward, should_compile, tune_allocator
+from resnetlab.training.precision import PrecisionChoice, resolve_precision
 from resnetlab.training.step import TrainStep, make_optimizer
 
 CHECKPOINT_FORMAT = 2  # 2: the warm-up state is its own entry ("warmup"); 1 kept it in "train_state"
@@ -73,6 +74,7 @@ class Run:
     total_iterations: int
     device: torch.device
     step: TrainStep  # the model (DDP-wrapped, compiled) trained on one batch
+    precision: PrecisionChoice = PrecisionChoice("fp32", "fp32", "set in the config")
     warmup: ErrorThresholdWarmup | None = None  # the error-threshold warm-up's state, when the schedule has one
     state: TrainState = field(default_factory=TrainState)
     distributed: Distributed = SINGLE  # this process's rank among the data-parallel processes
@@ -128,10 +130,11 @@ def build_run(config: Config, device: str | torch.device = "cpu", log: Callable[
                               compile=should_compile(config.train.compile, total, model), log=log)
     optimizer = make_optimizer(model, config.train)
     schedule = make_schedule(config, data.train.num_batches, total)
+    precision = resolve_precision(config.train.precision, device)
     step = TrainStep(forward, optimizer, memory_format(config.train.channels_last), device.type,
-                     config.train.precision, gates, config.train.seed)
-    return Run(config, data, model, optimizer, schedule, total, device, step, schedule.make_error_warmup(),
-               distributed=distributed)
+                     precision.precision, gates, config.train.seed, config.train.label_smoothing)
+    return Run(config, data, model, optimizer, schedule, total, device, step, precision,
+               schedule.make_error_warmup(), distributed=distributed)
 
 
 class StopFlag:
@@ -248,6 +251,7 @@ def checkpoint_state(run: Run) -> dict:
         "optimizer": run.optimizer.state_dict(),
         "train_state": dict(vars(run.state)),
         "warmup": run.warmup.state_dict() if run.warmup is not None else None,
+        "precision": run.precision.to_dict(),
         "rng": capture_rng_state(),
         "normalizer": run.data.normalizer.state_dict(),
         "classes": list(run.data.classes),
