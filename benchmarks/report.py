@@ -109,7 +109,8 @@ def step_profile_section(data: dict) -> list[str]:
 def stochastic_depth_section(data: dict) -> list[str]:
     rounds, steps = rounds_and_steps(data["comparison"]["setups"][0])
     lines = ["## Stochastic depth that saves time (ResNet-110, batch 128)", "",
-             f"`.venv/bin/python benchmarks/stochastic_depth_time.py --rounds {rounds} --steps {steps}` on "
+             f"`.venv/bin/python benchmarks/stochastic_depth_time.py --rounds {rounds} --steps {steps}"
+             f"{' --warmup-steps ' + str(data['warmup_steps']) if 'warmup_steps' in data else ''}` on "
              f"{machine(data)}, each setup in its own process, interleaved rounds. The gates are drawn afresh "
              "every step; epoch time = mean step time x 352 steps (45k images). 'Ideal' assumes time proportional to "
              "the blocks run (the paper's 25% for p_L = 0.5).", "",

@@ -31,6 +31,8 @@ def main() -> int:
     parser.add_argument("--compiled", action=argparse.BooleanOptionalAction, default=True,
                         help="also measure constant depth and p_L=0.5 with torch.compile (default: on)")
     parser.add_argument("--precision", default="auto", choices=("auto", "fp32", "bf16"))
+    parser.add_argument("--warmup-steps", type=int, default=6, help="untimed steps per process first: a gated net "
+                        "compiled unit by unit compiles a unit shape when it first runs, which can be a few steps in")
     parser.add_argument("--out", type=Path, default=REPO / "runs" / "benchmarks" / "stochastic_depth_time.json")
     args = parser.parse_args()
 
@@ -54,7 +56,8 @@ def main() -> int:
         setups += [resnetlab_setup(label="constant depth, compiled", compile=True, precision=args.precision),
                    with_depth(0.5, "batch", True)]
     print(f"machine: {describe_machine()}", flush=True)
-    comparison = compare_training(args.model, setups, args.batch, rounds=args.rounds, steps=args.steps)
+    comparison = compare_training(args.model, setups, args.batch, rounds=args.rounds, steps=args.steps,
+                                  warmup_steps=args.warmup_steps)
     print(format_comparison(comparison))
     baselines = {False: comparison.setups[0].mean_step}  # each net against constant depth in the same mode
     baselines[True] = next((s.mean_step for s in comparison.setups if s.label == "constant depth, compiled"), None)
@@ -83,7 +86,7 @@ def main() -> int:
     print(f"\nfastest modes: {constant} {steps[constant] * STEPS_PER_EPOCH:.0f} s per epoch, {gated} "
           f"{steps[gated] * STEPS_PER_EPOCH:.0f} s: {100 * fastest['saving']:.1f}% less time per epoch")
     write_results(args.out, {"machine": f"machine: {describe_machine()}", "comparison": comparison.to_dict(),
-                             "rows": rows, "fastest": fastest})
+                             "rows": rows, "fastest": fastest, "warmup_steps": args.warmup_steps})
     return 0
 
 
