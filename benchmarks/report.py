@@ -139,7 +139,8 @@ def parity_section(data: dict) -> list[str]:
              f"`.venv/bin/python benchmarks/precision_parity.py --iterations {data['iterations']}` on "
              f"{machine(data)}: the `{data['recipe']}` recipe compressed to {data['iterations']} iterations (lr steps "
              "at 50% and 75%), 45k/5k split, compiled, two seeds per precision, run interleaved. Test error at the "
-             "last iteration.", "",
+             "last iteration. The images/s column is incidental, not a speed measurement (tests ran beside the "
+             "first runs for about a minute); the training-speed section measures speed.", "",
              "| precision | seed | test error (%) | at best validation epoch (%) | final training error (%) | "
              "training minutes | images/s |", "|---|---|---|---|---|---|---|"]
     for row in data["rows"]:
