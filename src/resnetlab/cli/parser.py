@@ -86,6 +86,8 @@ def build_parser() -> argparse.ArgumentParser:
     reproduce.add_argument("--list", action="store_true", help="list the experiments and their budgets")
     reproduce.add_argument("--budget", choices=("smoke", "cpu", "paper"), default="smoke",
                            help="smoke: seconds, synthetic data; cpu: about an hour; paper: the full recipes")
+    reproduce.add_argument("--rows", nargs="+", metavar="LABEL", default=None,
+                           help="run only these rows (labels as in the report, e.g. ResNet-20)")
     reproduce.add_argument("--seeds", type=int, default=None, help="runs per row (default: the budget's)")
     reproduce.add_argument("--data", metavar="PATH", default=None, help="a CIFAR-10 folder, an image folder "
                            "with train/ and test/ (e.g. the CIFAR-10 JPEG copy), or 'synthetic' (default: "

@@ -20,13 +20,16 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
         raise UsageError("name an experiment, e.g. `resnetlab reproduce degradation --budget smoke`; "
                          "`resnetlab reproduce --list` shows them")
     names = [e.name for e in list_experiments()] if args.experiment == "all" else [args.experiment]
+    if args.rows and len(names) > 1:
+        raise UsageError("--rows names rows of one experiment; give the experiment instead of 'all'")
     from resnetlab.training.trainer import TrainingInterrupted
 
     for name in names:
         experiment = get_experiment(name)
         try:
             report_dir = reproduce(experiment, args.budget, seeds=args.seeds, data=args.data, out_dir=args.out,
-                                   device=args.device, progress=args.progress, command=command_line())
+                                   device=args.device, progress=args.progress, command=command_line(),
+                                   only_rows=args.rows)
         except TrainingInterrupted as stop:
             print(f"resnetlab: interrupted ({stop}); finished runs are kept and the current one has a checkpoint: "
                   "run the same command again to continue", file=sys.stderr)

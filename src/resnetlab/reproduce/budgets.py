@@ -33,12 +33,18 @@ class Plan:
     curve_every: int = 50  # iterations between training-curve records (`TrainingCurve`)
     eval_images: int = 0  # held-out images evaluated at each curve record (0: training statistics only)
     eval_split: str = "test"
+    eval_every: int = 1  # epochs between evaluations of the validation and test splits (always at the end)
+    validation_size: int | None = None  # None: the recipe's held-out split; 0 trains on every training image
+    metric: str = "test_error_at_best_val"  # the summary field the budget's tables and claims compare
     compile: bool | None = None  # None: the trainer's rule (compile runs of >= 1000 iterations)
     rows: tuple[str, ...] | None = None  # labels of the rows this budget runs; None: every row
     # Cheap budgets may run a smaller stand-in: (model in the recipe, overrides that replace it).
     substitute: tuple[tuple[str, tuple[str, ...]], ...] = ()
     note: str = ""  # why this budget differs from the paper beyond its length, for the report
 
+
+# An evaluation interval (in epochs) longer than any recipe: the splits are evaluated once, at the end.
+AT_THE_END = 1_000_000
 
 # Every experiment's smoke plan: 2 steps of 8 images, a curve record (on 8 held-out images) after each. The
 # 1001- and 1202-layer rows run on their 164- and 110-layer counterparts: the same code, a tenth of the time.

@@ -51,7 +51,9 @@ def resolve_config(row: Row, budget: str, plan: Plan, seed: int, data: Sequence[
         overrides.append(f"train.batch_size={plan.batch_size}")
     if plan.compile is not None:
         overrides.append(f"train.compile={str(plan.compile).lower()}")
-    overrides += [*data, f"train.seed={seed}", "train.eval_every=1"]
+    if plan.validation_size is not None:
+        overrides.append(f"data.validation_size={plan.validation_size}")
+    overrides += [*data, f"train.seed={seed}", f"train.eval_every={plan.eval_every}"]
     return load_config(row.recipe_path, overrides)
 
 
@@ -103,8 +105,10 @@ def ensure_trained(config: Config, run_dir: Path, plan: Plan, *, device: str, lo
 
 def reproduce(experiment: Experiment, budget: str, *, seeds: int | None = None, data: str | None = None,
               out_dir: str | Path = "runs/reproduce", device: str = "cpu", log: Callable[[str], None] = print,
-              progress: bool | None = None, command: str | None = None) -> Path:
-    """Run every row of ``experiment`` at ``budget`` and write its report; returns the report folder."""
+              progress: bool | None = None, command: str | None = None,
+              only_rows: Sequence[str] | None = None) -> Path:
+    """Run every row of ``experiment`` at ``budget`` (or the rows labelled ``only_rows``) and write its report;
+    returns the report folder."""
     if budget not in BUDGET_NAMES:
         raise UsageError(f"unknown budget {budget!r}; choose one of {', '.join(BUDGET_NAMES)}")
     plan = experiment.plans[budget]
@@ -114,7 +118,7 @@ def reproduce(experiment: Experiment, budget: str, *, seeds: int | None = None, 
     out_dir = Path(out_dir)
     data_settings = data_overrides(data, budget)
     report_dir = out_dir / f"{experiment.name}-{budget}"
-    rows = experiment.rows_for(budget)
+    rows = select_rows(experiment, budget, only_rows)
     manifest = {
         "experiment": experiment.name, "budget": budget, "seeds": list(range(seeds)), "data": data or "recipe",
         "command": command or f"resnetlab reproduce {experiment.name} --budget {budget} --seeds {seeds}"
@@ -141,6 +145,19 @@ def reproduce(experiment: Experiment, budget: str, *, seeds: int | None = None, 
     copy_records(out_dir / "runs", report_dir, manifest)
     build_report(report_dir)
     return report_dir
+
+
+def select_rows(experiment: Experiment, budget: str, labels: Sequence[str] | None) -> tuple[Row, ...]:
+    """The budget's rows, or those of them named in ``labels`` (`--rows`), in the experiment's order."""
+    rows = experiment.rows_for(budget)
+    if not labels:
+        return rows
+    known = [row.label for row in rows]
+    unknown = [label for label in labels if label not in known]
+    if unknown:
+        raise UsageError(f"--rows: {', '.join(unknown)} is not a row of {experiment.name} at the {budget} budget; "
+                         f"choose from {', '.join(known)}")
+    return tuple(row for row in rows if row.label in labels)
 
 
 def _row_record(row: Row, runs: list[str]) -> dict:
