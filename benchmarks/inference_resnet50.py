@@ -1,9 +1,12 @@
-"""ResNet-50 inference on the CPU, float32: our model (eager, BN folded, channels-last, compiled) vs onnxruntime.
+"""ResNet-50 inference on the CPU: our model (eager, BN folded, channels-last, compiled; float32 and bfloat16) vs
+onnxruntime float32 on the same exported model.
 
 Measures batch-1 latency (ms per call) and batch-32 throughput (images/s) of every variant of
 `resnetlab.bench.inference`, the variants interleaved in rounds; checks each variant's logits against eager's.
-Prints the machine, then one table per batch size with each variant's speed relative to eager and to
-onnxruntime (> 1: faster), and writes everything (with every timed call) as JSON.
+Then the bf16 variants' agreement with float32 eager on 1,000 random images: the fraction with the same top-1
+class and the relative logit difference. The weights are random (no trained ImageNet ResNet-50 is available
+offline) with randomized BN statistics. Prints the machine, one table per batch size with each variant's speed
+relative to eager and to onnxruntime (> 1: faster), the agreement, and writes everything as JSON.
 
     make install                           # or: pip install -e '.[onnx]' (onnx, onnxruntime, onnxscript)
     .venv/bin/python benchmarks/inference_resnet50.py                 # the full measurement (minutes)
@@ -23,7 +26,7 @@ THROUGHPUT_BATCH = 32
 
 
 def main() -> int:
-    from resnetlab.bench.inference import VARIANTS, format_table, measure_inference
+    from resnetlab.bench.inference import BF16_SUFFIX, VARIANTS, format_table, measure_agreement, measure_inference
     from resnetlab.training.environment import describe_environment
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -33,6 +36,8 @@ def main() -> int:
     parser.add_argument("--calls", type=int, default=5, help="timed calls per variant per round")
     parser.add_argument("--warmup", type=int, default=2, help="untimed calls per variant before the rounds")
     parser.add_argument("--variants", nargs="+", choices=VARIANTS, default=list(VARIANTS))
+    parser.add_argument("--agreement-images", type=int, default=1000, help="images of the bf16 agreement check "
+                        "(0: skip it)")
     parser.add_argument("--out", type=Path, default=None, help="default: runs/benchmarks/inference_<model>.json")
     parser.add_argument("--tune-allocator", action=argparse.BooleanOptionalAction, default=True,
                         help="glibc malloc keeps freed buffers, as `resnetlab train` does (default: on)")
@@ -53,6 +58,14 @@ def main() -> int:
                                   warmup_calls=args.warmup)
         print(f"\n{key} (batch {batch}):\n{format_table(bench)}")
         result[key] = bench.to_dict()
+    bf16_variants = [v for v in args.variants if v.endswith(BF16_SUFFIX)]
+    if args.agreement_images and bf16_variants:
+        agreements = measure_agreement(args.model, args.image_size, bf16_variants, images=args.agreement_images)
+        print(f"\nagreement with float32 eager on {args.agreement_images} random images:")
+        for a in agreements:
+            print(f"{a.variant:<36} top-1 equal {100 * a.top1_equal:.1f}%, relative logit difference median "
+                  f"{100 * a.median_rel_diff:.2f}%, max {100 * a.max_rel_diff:.2f}%")
+        result["agreement"] = [vars(a) for a in agreements]
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2) + "\n")
     print(f"\nresults: {out}")

@@ -26,6 +26,9 @@ PEAK_FRACTION_GOAL = 0.65  # of the 2048x2048 float32 matmul rate
 AUGMENT_GOAL = 0.03  # of the step
 SD_SAVING_GOAL = 0.22  # ResNet-110, p_L = 0.5, batch mode
 MEMORY_GOAL_GIB = 6.0  # preact_resnet1001, batch 128
+BF16_INFERENCE_GOAL = 2.0  # x onnxruntime float32, ResNet-50 at 224 px, batch 1 and 32 (issue 14)
+BF16_LOGIT_GOAL = 0.02  # max |bf16 logits - float32 logits| / max |float32 logits|, per image
+BF16_TOP1_GOAL = 0.99  # fraction of 1,000 images whose top-1 class bf16 and float32 agree on
 
 
 def machine(data: dict) -> str:
@@ -199,11 +202,12 @@ def memory_section(data: dict) -> list[str]:
 
 def inference_section(data: dict) -> list[str]:
     env = data["environment"]
-    lines = ["## Inference (ResNet-50, 224x224, float32, CPU)", "",
+    lines = ["## Inference (ResNet-50, 224x224, CPU)", "",
              f"`.venv/bin/python benchmarks/inference_resnet50.py --rounds {data['latency']['rounds']} --calls "
-             f"{data['latency']['calls_per_round']}` on {env['cpu']}, "
-             f"{env['cpu_count']} cores, torch {env['torch']}, onnxruntime {env['onnxruntime']}, {env['date']}; "
-             "variants interleaved in rounds; every variant's logits checked against eager.", "",
+             f"{data['latency']['calls_per_round']}` on {env['cpu']} "
+             f"({'AMX-BF16' if env.get('cpu_amx_bf16') else 'no AMX-BF16'}), {env['cpu_count']} cores, torch {env['torch']}, "
+             f"onnxruntime {env['onnxruntime']}, {env['date']}; variants interleaved in rounds; every variant's "
+             "logits checked against float32 eager (random weights, randomized BN statistics).", "",
              "| batch | variant | median ms (min-max) | images/s | vs eager | vs onnxruntime | max rel. diff | setup s |",
              "|---|---|---|---|---|---|---|---|"]
     goals = []
@@ -219,13 +223,34 @@ def inference_section(data: dict) -> list[str]:
             lines.append(f"| {bench['batch_size']} | {name} | {r['median_ms']:.1f} ({r['min_ms']:.1f}-{r['max_ms']:.1f}) | "
                          f"{r['images_per_second']:.1f} | {results['eager']['median_ms'] / r['median_ms']:.2f}x | "
                          f"{versus_ort} | {r['rel_diff']:.1e} | {r['setup_seconds']:.1f} |")
-        ours = min((r for n, r in results.items() if n != "onnxruntime" and r["median_ms"]),
-                   key=lambda r: r["median_ms"])
         if ort:
-            goals.append(f"- batch {bench['batch_size']}: resnetlab's fastest ({ours['name']}, {ours['median_ms']:.1f} ms) "
-                         f"vs onnxruntime ({ort:.1f} ms): "
-                         + verdict(ours["median_ms"] <= ort, f"{ours['median_ms'] / ort:.2f}x onnxruntime's time"))
-    return lines + ["", "Goal: resnetlab's own path at least as fast as onnxruntime:", ""] + goals + [""]
+            goals += _inference_goals(bench["batch_size"], results, ort)
+    for agreement in data.get("agreement", []):
+        goals.append(f"- {agreement['variant']} on {agreement['images']} random images: top-1 equal to float32 eager "
+                     f"on {100 * agreement['top1_equal']:.1f}% (goal {100 * BF16_TOP1_GOAL:.0f}%: "
+                     + verdict(agreement["top1_equal"] >= BF16_TOP1_GOAL, "below") + "), relative logit difference "
+                     f"median {100 * agreement['median_rel_diff']:.2f}%, worst {100 * agreement['max_rel_diff']:.2f}% "
+                     f"(goal {100 * BF16_LOGIT_GOAL:.0f}%: "
+                     + verdict(agreement["max_rel_diff"] <= BF16_LOGIT_GOAL, "the worst image is over") + ")")
+    return lines + ["", "Goals: resnetlab's float32 path at least as fast as onnxruntime float32; its bf16 path "
+                    f"at least {BF16_INFERENCE_GOAL:.0f}x as fast, with logits within {100 * BF16_LOGIT_GOAL:.0f}% and "
+                    f"the same top-1 on {100 * BF16_TOP1_GOAL:.0f}% of images:", ""] + goals + [""]
+
+
+def _inference_goals(batch: int, results: dict, ort_ms: float) -> list[str]:
+    """The float32 and the bf16 speed goals of one batch size, each against onnxruntime float32."""
+    goals = []
+    for dtype, goal in (("float32", 1.0), ("bf16", BF16_INFERENCE_GOAL)):
+        candidates = [r for name, r in results.items() if name != "onnxruntime" and r["median_ms"]
+                      and name.endswith("_bf16") == (dtype == "bf16")]
+        if not candidates:
+            continue
+        ours = min(candidates, key=lambda r: r["median_ms"])
+        speedup = ort_ms / ours["median_ms"]
+        goals.append(f"- batch {batch}, {dtype}: resnetlab's fastest ({ours['name']}, {ours['median_ms']:.1f} ms) vs "
+                     f"onnxruntime float32 ({ort_ms:.1f} ms): {speedup:.2f}x, "
+                     + verdict(speedup >= goal, f"goal {goal:.1f}x"))
+    return goals
 
 
 def result(name: str, results: Path) -> dict | None:

@@ -21,8 +21,9 @@ from resnetlab.config import load_config
 from resnetlab.layers.stochastic_depth import DropPath
 from resnetlab.models import create_model
 from resnetlab.training.distributed import init_distributed, shutdown_distributed, wrap_for_training
+from resnetlab.training.epoch import StopFlag, train_one_epoch
 from resnetlab.training.session import train
-from resnetlab.training.trainer import StopFlag, TrainingInterrupted, build_run, train_one_epoch
+from resnetlab.training.trainer import TrainingInterrupted, build_run
 
 
 def record_gates(out_dir: Path, overrides: list[str]) -> None:

@@ -77,7 +77,8 @@ def test_preact_imagenet_nets_have_the_same_convolutions_as_the_originals(depth)
 
 @pytest.mark.parametrize("name", sorted(HE2015_TABLE1_GMACS_V1))
 def test_multiply_adds_v1_match_the_paper_table1(name):
-    gmacs = count_multiply_adds(build_on_meta(name, stride_in_1x1=True), 224) / 1e9
+    v1 = {"stride_in_1x1": True} if resnetlab.get_model_spec(name).architecture["block"] == "bottleneck" else {}
+    gmacs = count_multiply_adds(build_on_meta(name, **v1), 224) / 1e9
     assert abs(gmacs - HE2015_TABLE1_GMACS_V1[name]) < 0.1  # the paper gives one decimal
 
 
@@ -104,6 +105,24 @@ def test_stride_in_1x1_moves_the_stride_to_the_first_1x1():
     v1, v15 = resnetlab.create_model("resnet50", stride_in_1x1=True), resnetlab.create_model("resnet50")
     assert v1.layer2[0].conv1.stride == (2, 2) and v1.layer2[0].conv2.stride == (1, 1)
     assert v15.layer2[0].conv1.stride == (1, 1) and v15.layer2[0].conv2.stride == (2, 2)
+
+
+@pytest.mark.parametrize("name", ["preact_resnet164", "preact_resnet1001"])
+def test_cifar_preactivation_bottlenecks_stride_in_the_first_1x1_as_the_authors_code(name):
+    # KaimingHe/resnet-1k-layers, resnet-pre-act.lua: Convolution(nInputPlane, nBottleneckPlane, 1, 1, stride, ...)
+    model = build_on_meta(name)
+    for stage in (model.layer2, model.layer3):
+        assert stage[0].conv1.stride == (2, 2) and stage[0].conv2.stride == (1, 1)
+    with pytest.raises(ValueError, match="stride_in_1x1.*fixed by the name"):  # the authors' network
+        resnetlab.create_model(name, stride_in_1x1=False)
+
+
+def test_imagenet_preactivation_bottlenecks_stride_in_the_3x3_unless_asked():
+    default, v1 = build_on_meta("preact_resnet50"), build_on_meta("preact_resnet50", stride_in_1x1=True)
+    assert default.layer2[0].conv2.stride == (2, 2) and default.layer2[0].conv1.stride == (1, 1)
+    assert v1.layer2[0].conv1.stride == (2, 2) and v1.layer2[0].conv2.stride == (1, 1)
+    with pytest.raises(ValueError, match="basic units have no 1x1"):
+        resnetlab.create_model("resnet20", stride_in_1x1=True)
 
 
 def test_shortcut_c_projects_every_unit():

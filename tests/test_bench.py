@@ -96,7 +96,14 @@ def test_bench_precision_bf16_uses_the_bf16_peak_and_writes_the_speedup(tmp_path
     assert ours["speedup_vs_first"] == pytest.approx(reference["median_step_seconds"] / ours["median_step_seconds"])
     assert ours["fraction_of_matmul_peak"] == pytest.approx(ours["gflops"] / saved["matmul_bf16"]["median"])
     assert reference["fraction_of_matmul_peak"] == pytest.approx(reference["gflops"] / saved["matmul"]["median"])
-    assert main(["bench", "resnet20", "--infer", "--precision", "bf16"]) == 2  # inference runs float32 only
+    assert main(["bench", "resnet20", "--infer", "--precision", "bf16", "--no-channels-last"]) == 2
+
+
+def test_bench_infer_in_bf16_times_the_bf16_network(capsys):
+    code = main(["bench", "resnet20", "--infer", "--precision", "bf16", "--batch", "2", "--rounds", "1",
+                 "--steps", "1"])
+    printed = capsys.readouterr().out
+    assert code == 0 and "folded_channels_last_bf16" in printed and "precision bf16" in printed
 
 
 def test_bench_infer_compares_eager_with_the_folded_model(capsys):

@@ -10,9 +10,12 @@ import sys
 
 import pytest
 
-from resnetlab.bench.inference import format_table, measure_inference
+from resnetlab.bench.inference import format_table, measure_agreement, measure_inference
 
 RELATIVE_TOLERANCE = 1e-4  # float32; folding and other kernels only reorder the sums
+# bfloat16 keeps 8 significant bits (a rounding error of up to 0.4% per value); through ResNet-20's 19 layers the
+# logits of a random-weight net drift by a few percent of their largest magnitude, not by tens of percent.
+BF16_RELATIVE_TOLERANCE = 0.1
 TORCH_VARIANTS = ("eager", "folded", "folded_channels_last")
 ORT_MISSING = importlib.util.find_spec("onnxruntime") is None or importlib.util.find_spec("onnxscript") is None
 
@@ -59,3 +62,17 @@ def test_missing_onnxruntime_is_skipped_with_a_reason(monkeypatch):
 def test_unknown_variant_is_an_error():
     with pytest.raises(ValueError, match="unknown variants"):
         measure(("eager", "tensorrt"))
+
+
+def test_the_bf16_variant_is_timed_and_stays_near_float32():
+    result = measure(("eager", "folded_channels_last_bf16")).results["folded_channels_last_bf16"]
+    assert result.status == "ok" and len(result.call_seconds) == 1
+    assert 0 < result.rel_diff <= BF16_RELATIVE_TOLERANCE  # not zero: the variant really runs in bf16
+
+
+def test_agreement_counts_top1_and_the_logit_drift():
+    float32, bf16 = measure_agreement("resnet20", 32, ("folded_channels_last", "folded_channels_last_bf16"),
+                                      images=40, batch_size=16)  # 16, 16, 8: a short last batch too
+    assert float32.images == 40 and float32.top1_equal == 1.0 and float32.max_rel_diff <= RELATIVE_TOLERANCE
+    assert 0 < bf16.median_rel_diff <= bf16.max_rel_diff <= BF16_RELATIVE_TOLERANCE
+    assert 0.5 <= bf16.top1_equal <= 1.0 and (bf16.top1_equal * 40).is_integer()

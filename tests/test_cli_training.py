@@ -38,8 +38,11 @@ def trained_run(tmp_path_factory):
 
 def test_train_eval_and_predict(trained_run, tmp_path, capsys):
     assert main(["eval", str(trained_run)]) == 0
-    out = capsys.readouterr().out
-    assert "val: 32 images, top-1 error" in out and "test: 64 images, top-1 error" in out
+    assert "64 images: top-1 error" in capsys.readouterr().out
+    assert main(["eval", str(trained_run), "--split", "val"]) == 0
+    assert "32 images: top-1 error" in capsys.readouterr().out
+    written = json.loads((trained_run / "eval" / "test_summary.json").read_text())
+    assert written["top1_error"] == json.loads((trained_run / "summary.json").read_text())["final_test_error"]
     image = tmp_path / "stripes.png"
     from resnetlab.data.synthetic import make_synthetic
 

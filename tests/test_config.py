@@ -14,7 +14,8 @@ def test_defaults_are_the_resnet_paper_cifar_recipe():
     train = config.train
     assert (train.batch_size, train.lr, train.momentum, train.weight_decay) == (128, 0.1, 0.9, 1e-4)
     assert train.iterations == 64000 and train.schedule.milestones == (32000, 48000)
-    assert config.data.validation_size == 5000 and config.data.normalization == "per_pixel_mean"
+    # auto: without model.weights, the per-pixel mean of the training images (He et al. 2015)
+    assert config.data.validation_size == 5000 and config.data.normalization == "auto"
 
 
 def test_overrides_parse_values_as_yaml():

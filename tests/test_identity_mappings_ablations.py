@@ -127,3 +127,22 @@ def test_bottleneck_full_preactivation_unit():
         out = unit.conv2(F.relu(unit.bn2(out)))
         out = unit.conv3(F.relu(unit.bn3(out)))
         assert torch.allclose(unit(x), x + out, atol=1e-5)
+
+
+# The ReLU-only pre-activation net (d) keeps the ReLU that its last unit's addition had in (a): the paper's Sec. 4.1
+# gives the pre-activation nets "an extra activation right after its element-wise addition" in the last unit, the
+# natural outcome of moving each after-addition ReLU into the next unit (Fig. 5). (c) ends on its bare addition
+# (non-negative anyway: a sum of non-negative terms, the paper's "monotonically increasing" signal).
+@pytest.mark.parametrize("depth", [110, 164])
+def test_only_relu_only_preactivation_adds_a_final_relu(depth):
+    for placement, final_relu in (("relu_only_preact", True), ("relu_before_add", False)):
+        torch.manual_seed(0)
+        model = build(load(f"table2_resnet{depth}_{placement}")).eval()
+        last = {}
+        model.layer3[-1].register_forward_hook(lambda module, inputs, output: last.update(output=output.clone()))
+        with torch.no_grad():
+            features = model.forward_features(torch.randn(2, 3, 32, 32))
+        if final_relu:
+            assert (last["output"] < 0).any() and torch.equal(features, F.relu(last["output"]))
+        else:
+            assert torch.equal(features, last["output"])

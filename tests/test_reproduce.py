@@ -105,6 +105,32 @@ def test_cheap_budgets_substitute_models_and_say_so():
     assert plan.note
 
 
+@pytest.mark.parametrize("name", ["degradation", "cifar-depth", "layer-responses"])
+def test_the_resnet_papers_paper_budget_trains_on_50k_and_reports_the_last_test_error(name):
+    # He et al. 2015 chose the schedule on 45k/5k, then trained on all 50k and reported the final test error.
+    experiment = get_experiment(name)
+    plan = experiment.plans["paper"]
+    config = resolve_config(experiment.rows[0], "paper", plan, 0, [])
+    assert config.data.validation_size == 0 and plan.metric == "final_test_error"
+    assert config.train.iterations == RESNET_CIFAR_ITERATIONS
+    assert config.train.eval_every > config.train.iterations  # evaluated once, at the end
+    cpu = resolve_config(experiment.rows[0], "cpu", experiment.plans["cpu"], 0, [])
+    assert cpu.data.validation_size == 5000  # shortened budgets keep choosing by validation error
+
+
+def test_rows_option_runs_the_named_rows_only(tmp_path):
+    experiment = get_experiment("stochastic-depth")
+    report = reproduce(experiment, "smoke", out_dir=tmp_path, only_rows=[experiment.rows[1].label], **QUIET)
+    manifest = json.loads((report / "experiment.json").read_text())
+    assert [row["label"] for row in manifest["rows"]] == [experiment.rows[1].label]
+    assert len(list((tmp_path / "runs").iterdir())) == 1
+    assert manifest["plan"]["metric"] == "test_error_at_best_val"
+    from resnetlab.errors import UsageError
+
+    with pytest.raises(UsageError, match="not a row of stochastic-depth"):
+        reproduce(experiment, "smoke", out_dir=tmp_path, only_rows=["ResNet-9"], **QUIET)
+
+
 def test_data_option(tmp_path):
     assert data_overrides(None, "smoke")[0] == "data.name=synthetic"
     assert data_overrides(None, "cpu") == []  # the recipes' own data
@@ -314,6 +340,7 @@ def test_cli_lists_experiments_and_refuses_bad_input_in_one_line(tmp_path):
     for args, fragment in ((("reproduce", "degradaton"), "did you mean: degradation"),
                            (("reproduce",), "name an experiment"),
                            (("reproduce", "batchnorm", "--seeds", "0"), "--seeds must be at least 1"),
+                           (("reproduce", "all", "--rows", "ResNet-20"), "--rows names rows of one experiment"),
                            (("reproduce", "batchnorm", "--budget", "cpu", "--data", str(tmp_path / "nope")),
                             "does not exist"),
                            (("report", str(tmp_path)), "not a report folder")):

@@ -8,9 +8,9 @@ import pytest
 from resnetlab.schedules import (
     RESNET_CIFAR_ITERATIONS,
     RESNET_CIFAR_MILESTONES,
+    RESNET_WARMUP_MIN_STEPS,
     STOCHASTIC_DEPTH_CIFAR_EPOCHS,
     STOCHASTIC_DEPTH_CIFAR_MILESTONE_EPOCHS,
-    ErrorThresholdWarmup,
     LRSchedule,
     cosine_lr,
     epochs_to_iterations,
@@ -20,6 +20,7 @@ from resnetlab.schedules import (
     stochastic_depth_cifar_schedule,
     warmup_lr,
 )
+from resnetlab.training.warmup import ErrorThresholdWarmup, make_error_warmup
 
 # He et al. 2015 CIFAR: 0.1 until 32k, 0.01 until 48k, 0.001 until the stop at 64k.
 PAPER_STEP_VALUES = {0: 0.1, 31_999: 0.1, 32_000: 0.01, 47_999: 0.01, 48_000: 0.001, 63_999: 0.001}
@@ -83,7 +84,7 @@ def test_constant_warmup_then_the_main_schedule():
 
 def test_error_threshold_warmup_returns_to_the_step_schedule():
     schedule = resnet_cifar_schedule(error_threshold_warmup=True)
-    tracker = schedule.make_error_warmup()
+    tracker = make_error_warmup(schedule)
     errors = [0.9] * 400 + [0.79] + [0.5] * 99  # the error first falls below 80% at iteration 400
     lrs = []
     for step, error in enumerate(errors):
@@ -111,19 +112,37 @@ def test_error_threshold_warmup_before_the_threshold_and_its_cap():
     assert capped.lr(399) == 0.01 and capped.lr(400) == pytest.approx(0.1)  # the cap also holds without the tracker
 
 
-def test_error_threshold_tracker_keeps_the_first_step_and_round_trips():
+def test_error_threshold_warmup_lasts_at_least_its_floor():
+    # He et al. 2015: lr 0.01 "until the training error is below 80% (about 400 iterations)". A low error
+    # before iteration 400 does not end the warm-up; the first low error from then on does.
     tracker = ErrorThresholdWarmup()
+    assert tracker.min_steps == RESNET_WARMUP_MIN_STEPS == 400
+    for step in range(RESNET_WARMUP_MIN_STEPS - 1):
+        assert tracker.update(step, 0.5) is None
+    assert tracker.update(RESNET_WARMUP_MIN_STEPS - 1, 0.5) == 399  # the 400th iteration: ran at 0.01, the last
+    schedule = resnet_cifar_schedule(error_threshold_warmup=True)
+    assert schedule.lr(399, tracker.warmup_done_at) == 0.01 and schedule.lr(400, 399) == pytest.approx(0.1)
+    with pytest.raises(ValueError, match="only applies to the error_threshold"):
+        LRSchedule(warmup="linear", warmup_steps=10, warmup_min_steps=5)
+    with pytest.raises(ValueError, match="beyond the cap"):
+        LRSchedule(warmup="error_threshold", warmup_steps=100)
+
+
+def test_error_threshold_tracker_keeps_the_first_step_and_round_trips():
+    tracker = ErrorThresholdWarmup(min_steps=0)
     assert tracker.update(0, 0.9) is None and not tracker.done
     assert tracker.update(1, 0.7) == 1
     assert tracker.update(2, 0.95) == 1 and tracker.update(3, 0.1) == 1  # later errors change nothing
-    resumed = ErrorThresholdWarmup()
+    resumed = ErrorThresholdWarmup(min_steps=0)
     resumed.load_state_dict(tracker.state_dict())
     assert resumed.warmup_done_at == 1 and resumed.done
     fresh = ErrorThresholdWarmup()
     fresh.load_state_dict(ErrorThresholdWarmup().state_dict())
     assert fresh.warmup_done_at is None
     with pytest.raises(ValueError, match="differ"):
-        ErrorThresholdWarmup(threshold=0.5).load_state_dict(tracker.state_dict())
+        ErrorThresholdWarmup(threshold=0.5, min_steps=0).load_state_dict(tracker.state_dict())
+    with pytest.raises(ValueError, match="differ"):
+        ErrorThresholdWarmup().load_state_dict(tracker.state_dict())  # another floor
     with pytest.raises(ValueError, match="fraction"):
         tracker.update(4, 80.0)  # a percentage, not a fraction
 
@@ -190,4 +209,4 @@ def test_misuse_of_the_step_and_warmup_done_at_raises():
         LRSchedule().lr(10, warmup_done_at=5)
     with pytest.raises(ValueError, match="threshold"):
         ErrorThresholdWarmup(threshold=80)
-    assert LRSchedule().make_error_warmup() is None
+    assert make_error_warmup(LRSchedule()) is None

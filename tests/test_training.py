@@ -75,7 +75,8 @@ def test_interrupted_and_resumed_run_is_bitwise_identical(tmp_path, stop_at):
 def test_the_error_threshold_warmup_survives_a_resume(tmp_path):
     # At lr 0.01 the mean batch error of this tiny run falls below 0.87 after about 10 iterations (measured: 0.869
     # at iteration 10), so the warm-up ends after the interruption at 7 and the resumed run must find that end.
-    extra = ["train.schedule.warmup.kind=error_threshold", "train.schedule.warmup.threshold=0.87"]
+    extra = ["train.schedule.warmup.kind=error_threshold", "train.schedule.warmup.threshold=0.87",
+             "train.schedule.warmup.min_steps=0"]  # no floor: the paper's 400 iterations would outlast the run
     train(tiny_config(tmp_path, "run.name=straight", *extra), log=quiet)
     with pytest.raises(TrainingInterrupted):
         train(tiny_config(tmp_path, "run.name=broken", *extra), stop_at_iteration=7, log=quiet)
@@ -119,6 +120,45 @@ def test_nan_after_a_checkpoint_leaves_that_checkpoint_intact(tmp_path, monkeypa
     checkpoint = load_checkpoint(tmp_path / "good" / "last.pt")
     assert checkpoint["train_state"]["iteration"] == 6  # epoch 1's checkpoint, untouched
     assert all(torch.isfinite(v).all() for v in checkpoint["model"].values() if v.is_floating_point())
+
+
+def test_reading_the_loss_every_few_steps_trains_the_same_bits(tmp_path, monkeypatch):
+    # On a GPU the trainer reads the step's numbers every DEFERRED_SYNC_STEPS steps, not every step; forced here
+    # on the CPU (4 steps, which do not divide the 6-step epochs), the run must end with the same weights and
+    # the same epoch records as one that reads every step.
+    import resnetlab.training.session as session
+
+    train(tiny_config(tmp_path, "run.name=every"), log=quiet)
+    monkeypatch.setattr(session, "host_sync_interval", lambda run, probes: 4)
+    train(tiny_config(tmp_path, "run.name=deferred"), log=quiet)
+    for name, value in final_weights(tmp_path / "every").items():
+        assert torch.equal(value, final_weights(tmp_path / "deferred")[name]), name
+    records = {name: [json.loads(line) for line in (tmp_path / name / "metrics.jsonl").read_text().splitlines()]
+               for name in ("every", "deferred")}
+    for every, deferred in zip(records["every"], records["deferred"]):
+        assert (every["train_loss"], every["train_error"]) == (deferred["train_loss"], deferred["train_error"])
+
+
+def test_a_deferred_nan_check_names_the_exact_iteration(tmp_path, monkeypatch):
+    # Read every 4 steps, the NaN of iteration 1 is found at the read after iteration 3; the error still names
+    # iteration 1, and no checkpoint (with the weights it wrecked) is written.
+    import resnetlab.training.session as session
+
+    monkeypatch.setattr(session, "host_sync_interval", lambda run, probes: 4)
+    with pytest.raises(TrainingDiverged, match=r"loss became nan at iteration 1 \(epoch 1, lr 1e\+30\)"):
+        train(tiny_config(tmp_path, "run.name=nan", "train.lr=1e30"), log=quiet)
+    assert not (tmp_path / "nan" / "last.pt").exists()
+
+
+def test_the_loss_is_read_every_step_unless_the_device_runs_ahead(tmp_path):
+    from resnetlab.training.epoch import DEFERRED_SYNC_STEPS, host_sync_interval
+    from resnetlab.training.trainer import build_run
+
+    run = build_run(tiny_config(tmp_path), "cpu")
+    assert host_sync_interval(run, probes=False) == 1  # the CPU computes synchronously: a read costs nothing
+    run.device = torch.device("cuda")  # only the rule is asked; nothing runs on it
+    assert host_sync_interval(run, probes=False) == DEFERRED_SYNC_STEPS
+    assert host_sync_interval(run, probes=True) == 1  # probes act on every step's numbers
 
 
 def test_a_second_run_into_the_same_folder_is_refused(tmp_path):

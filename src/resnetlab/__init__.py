@@ -28,6 +28,7 @@ _PUBLIC = {
     "load_predictor": "resnetlab.deploy",
     "load_pretrained": "resnetlab.deploy",
     "load_weights": "resnetlab.deploy",
+    "published_weights": "resnetlab.deploy",
     "ResnetlabError": "resnetlab.errors",
 }
 

@@ -3,8 +3,8 @@
 Every function here maps (step, settings) to a learning rate and keeps no state, so a resumed run, a plot or a test
 gets the same value for the same step in any order of calls. The one rule that depends on training, the ResNet-110 /
 1202 warm-up ("lr 0.01 until the training error falls below 80%, then back to 0.1"), is made pure by passing the step
-at which the error first fell below the threshold (`warmup_done_at`); `ErrorThresholdWarmup` is the small piece of
-state that records that step and goes into the checkpoint.
+at which the error first fell below the threshold (`warmup_done_at`); `resnetlab.training.warmup` holds the small
+piece of state that records that step and goes into the checkpoint.
 
 Milestones and step counts are in iterations (optimizer steps); `epochs_to_iterations` converts epoch recipes.
 """
@@ -22,6 +22,9 @@ RESNET_CIFAR_ITERATIONS = 64_000
 # ResNet-110 / 1202: lr 0.01 until the training error (a fraction, not %) is below 0.8, about 400 iterations.
 RESNET_WARMUP_LR = 0.01
 RESNET_WARMUP_ERROR_THRESHOLD = 0.8
+# ... and the warm-up lasts at least this many iterations ("about 400" in the paper): a window mean of the first
+# few dozen batches can dip below 80% by chance long before the net is ready for lr 0.1.
+RESNET_WARMUP_MIN_STEPS = 400
 # Iterations whose mean batch training error the trainer compares with the threshold (one batch is too noisy).
 WARMUP_ERROR_WINDOW = 50
 
@@ -35,21 +38,21 @@ WARMUP_KINDS = ("none", "linear", "constant", "error_threshold")
 MainSchedule = Callable[[int], float]
 
 
-def _check_step(step: int) -> None:
+def check_step(step: int) -> None:
     if step < 0:
         raise ValueError(f"step must be >= 0 (0-based iteration), got {step}")
 
 
 def step_lr(step: int, base_lr: float, milestones: Sequence[int], gamma: float = 0.1) -> float:
     """base_lr * gamma ** (number of milestones <= step): the papers' piecewise-constant schedule."""
-    _check_step(step)
+    check_step(step)
     passed = sum(1 for milestone in milestones if milestone <= step)
     return base_lr * gamma**passed
 
 
 def cosine_lr(step: int, base_lr: float, total_steps: int, final_lr: float = 0.0) -> float:
     """Half a cosine from base_lr at step 0 to final_lr at step total_steps; final_lr after that."""
-    _check_step(step)
+    check_step(step)
     progress = min(step, total_steps) / total_steps
     return final_lr + 0.5 * (base_lr - final_lr) * (1.0 + math.cos(math.pi * progress))
 
@@ -75,7 +78,7 @@ def warmup_lr(step: int, main: MainSchedule, warmup_steps: int, start_lr: float,
     for a step schedule), so the lr is continuous where the main schedule takes over. The main schedule keeps
     counting global steps: the warm-up shortens its first phase, it does not shift its milestones.
     """
-    _check_step(step)
+    check_step(step)
     if step >= warmup_steps:
         return main(step)
     if kind == "constant":
@@ -93,70 +96,11 @@ def error_threshold_lr(step: int, main: MainSchedule, warmup_done_at: int | None
     iteration itself already ran at warmup_lr; the next one runs at the main schedule's value, never at warmup_lr
     again. max_warmup_steps, if given, ends the warm-up at that step whatever the error.
     """
-    _check_step(step)
+    check_step(step)
     warm = warmup_done_at is None or step <= warmup_done_at
     if max_warmup_steps is not None and step >= max_warmup_steps:
         warm = False
     return warmup_lr if warm else main(step)
-
-
-class ErrorThresholdWarmup:
-    """Records the first iteration whose training error is below `threshold`; checkpointed with the run.
-
-    The trainer calls `observe(step, batch_error)` after each training iteration: the warm-up keeps the errors of
-    the last ``window`` iterations and compares their mean with the threshold (`update` takes an error that is
-    already averaged). Pass `warmup_done_at` to `LRSchedule.lr`. `state_dict` holds everything, the window
-    included, so a resumed run ends its warm-up at the same step.
-    """
-
-    def __init__(self, threshold: float = RESNET_WARMUP_ERROR_THRESHOLD, warmup_lr: float = RESNET_WARMUP_LR,
-                 max_steps: int | None = None, window: int = WARMUP_ERROR_WINDOW) -> None:
-        if not 0.0 < threshold < 1.0:
-            raise ValueError(f"threshold is a training error fraction in (0, 1), got {threshold}")
-        if not warmup_lr > 0.0:
-            raise ValueError(f"warmup_lr must be > 0, got {warmup_lr}")
-        if max_steps is not None and max_steps <= 0:
-            raise ValueError(f"max_steps must be > 0 or None, got {max_steps}")
-        self.threshold = threshold
-        self.warmup_lr = warmup_lr
-        self.max_steps = max_steps
-        self.window = window
-        self.recent_errors: list[float] = []  # batch training errors of the last `window` iterations
-        self.warmup_done_at: int | None = None
-
-    @property
-    def done(self) -> bool:
-        return self.warmup_done_at is not None
-
-    def update(self, step: int, train_error: float) -> int | None:
-        """Record `step` if it is the first with train_error < threshold (or the last before max_steps)."""
-        _check_step(step)
-        if not 0.0 <= train_error <= 1.0:
-            raise ValueError(f"train_error is a fraction in [0, 1], got {train_error}")
-        if self.warmup_done_at is None:
-            hit_cap = self.max_steps is not None and step + 1 >= self.max_steps
-            if train_error < self.threshold or hit_cap:
-                self.warmup_done_at = step
-        return self.warmup_done_at
-
-    def observe(self, step: int, batch_error: float) -> int | None:
-        """Add one iteration's batch training error to the window and `update` with the window's mean."""
-        self.recent_errors = (self.recent_errors + [batch_error])[-self.window:]
-        if self.warmup_done_at is None:
-            self.update(step, sum(self.recent_errors) / len(self.recent_errors))
-        return self.warmup_done_at
-
-    def state_dict(self) -> dict:
-        return {"threshold": self.threshold, "warmup_lr": self.warmup_lr, "max_steps": self.max_steps,
-                "window": self.window, "recent_errors": list(self.recent_errors),
-                "warmup_done_at": self.warmup_done_at}
-
-    def load_state_dict(self, state: dict) -> None:
-        settings = (state["threshold"], state["warmup_lr"], state["max_steps"], state.get("window", self.window))
-        if settings != (self.threshold, self.warmup_lr, self.max_steps, self.window):
-            raise ValueError(f"checkpointed warm-up settings {state} differ from this run's {self.state_dict()}")
-        self.recent_errors = list(state.get("recent_errors", []))
-        self.warmup_done_at = state["warmup_done_at"]
 
 
 MAIN_SETTING_NAMES = ("schedule name", "milestones", "gamma")
@@ -176,6 +120,18 @@ def check_main_settings(name: str, milestones: Sequence[int], gamma: float,
         raise ValueError(f"{milestones_key} must be strictly increasing, got {list(milestones)}")
     if not 0.0 < gamma <= 1.0:
         raise ValueError(f"{gamma_key} must be in (0, 1], got {gamma}")
+
+
+def check_warmup_floor(kind: str, min_steps: int, steps: int, key: str = "warmup_min_steps",
+                       steps_key: str = "warmup_steps") -> None:
+    """ValueError unless an error-threshold warm-up's floor works: an int >= 0, within the cap, and left at its
+    default by the other kinds (which never read it)."""
+    if isinstance(min_steps, bool) or not isinstance(min_steps, int) or min_steps < 0:
+        raise ValueError(f"{key} must be an int >= 0, got {min_steps!r}")
+    if kind != "error_threshold" and min_steps != RESNET_WARMUP_MIN_STEPS:
+        raise ValueError(f"{key}={min_steps} only applies to the error_threshold warm-up, not {kind!r}; remove it")
+    if kind == "error_threshold" and steps and min_steps > steps:
+        raise ValueError(f"{key}={min_steps} is beyond the cap {steps_key}={steps}; lower one of them")
 
 
 def check_warmup_settings(kind: str, steps: int, lr: float, threshold: float,
@@ -217,6 +173,7 @@ class LRSchedule:
         warmup_steps: length of a linear / constant warm-up in iterations; cap of an error-threshold one (0: none).
         warmup_lr: start of a linear warm-up, value of a constant or error-threshold one (the paper: 0.01).
         warmup_threshold: training error fraction that ends an error-threshold warm-up (the paper: 0.8).
+        warmup_min_steps: iterations an error-threshold warm-up lasts at least (the paper: "about 400").
     """
 
     name: str = "step"
@@ -229,11 +186,13 @@ class LRSchedule:
     warmup_steps: int = 0
     warmup_lr: float = RESNET_WARMUP_LR
     warmup_threshold: float = RESNET_WARMUP_ERROR_THRESHOLD
+    warmup_min_steps: int = RESNET_WARMUP_MIN_STEPS
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "milestones", tuple(self.milestones))  # lists from YAML stay hashable and frozen
         check_main_settings(self.name, self.milestones, self.gamma)
         check_warmup_settings(self.warmup, self.warmup_steps, self.warmup_lr, self.warmup_threshold)
+        check_warmup_floor(self.warmup, self.warmup_min_steps, self.warmup_steps)
         if not (math.isfinite(self.base_lr) and self.base_lr > 0.0):
             raise ValueError(f"base_lr must be a finite number > 0, got {self.base_lr}")
         if not (isinstance(self.total_steps, int) and self.total_steps > 0):
@@ -263,7 +222,7 @@ class LRSchedule:
             return step_lr(step, self.base_lr, self.milestones, self.gamma)
         if self.name == "cosine":
             return cosine_lr(step, self.base_lr, self.total_steps, self.final_lr)
-        _check_step(step)
+        check_step(step)
         return self.base_lr
 
     def lr(self, step: int, warmup_done_at: int | None = None) -> float:
@@ -275,12 +234,6 @@ class LRSchedule:
         if self.warmup == "error_threshold":
             return error_threshold_lr(step, self.main_lr, warmup_done_at, self.warmup_lr, self.warmup_steps or None)
         return self.main_lr(step)
-
-    def make_error_warmup(self) -> ErrorThresholdWarmup | None:
-        """The state object an error-threshold warm-up needs (None for the other kinds), built from these settings."""
-        if self.warmup != "error_threshold":
-            return None
-        return ErrorThresholdWarmup(self.warmup_threshold, self.warmup_lr, self.warmup_steps or None)
 
 
 def resnet_cifar_schedule(error_threshold_warmup: bool = False) -> LRSchedule:

@@ -1,4 +1,4 @@
-"""Inference speed of a resnetlab network in several forms, against onnxruntime, on the CPU in float32.
+"""Inference speed of a resnetlab network in several forms, against onnxruntime float32, on the CPU.
 
 Variants (each checked against the eager logits on the same input):
 
@@ -9,6 +9,9 @@ Variants (each checked against the eager logits on the same input):
 - ``folded_channels_last_compiled``: the above through ``torch.compile`` (inductor) with ``freezing=True``, which
   treats the weights as constants so inductor can prepack them for oneDNN. The compile time (the first call) is
   reported separately as ``setup_seconds``; it depends on inductor's on-disk cache (a second run is faster).
+- ``folded_channels_last_bf16`` and ``folded_channels_last_compiled_bf16``: the two above with weights and
+  input in bfloat16 (the whole net, not autocast: inference has no float32 master weights to keep), logits
+  returned as float32. Fast where the CPU has AMX-BF16 units, slow elsewhere.
 - ``onnxruntime``: the folded model exported to ONNX (the torch.export-based exporter, ``dynamo=True``, with a
   dynamic batch axis) and run by an onnxruntime CPU session with all graph optimizations.
 
@@ -20,6 +23,7 @@ timed alone with `time.perf_counter`, and the median, min and max are over all t
 from __future__ import annotations
 
 import copy
+import functools
 import math
 import os
 import statistics
@@ -36,7 +40,9 @@ from resnetlab.models import create_model
 from resnetlab.models.fusion import BATCH_NORMS
 from resnetlab.training.performance import describe_error
 
-VARIANTS = ("eager", "folded", "folded_channels_last", "folded_channels_last_compiled", "onnxruntime")
+VARIANTS = ("eager", "folded", "folded_channels_last", "folded_channels_last_compiled", "folded_channels_last_bf16",
+            "folded_channels_last_compiled_bf16", "onnxruntime")
+BF16_SUFFIX = "_bf16"
 
 
 @dataclass
@@ -117,23 +123,37 @@ def _randomize_batchnorm(model: nn.Module, generator: torch.Generator) -> None:
                     module.bias.copy_(0.1 * torch.randn(n, generator=generator))
 
 
-def _build_torch(eager: nn.Module, images: torch.Tensor, variant: str) -> Callable[[], torch.Tensor]:
+@dataclass
+class TorchVariant:
+    """A torch variant: ``prepare`` puts a float32 NCHW batch in the variant's layout and dtype (outside the
+    timing: a channels-last or bf16 pipeline would produce such images), ``forward`` gives float32 logits."""
+
+    prepare: Callable[[torch.Tensor], torch.Tensor]
+    forward: Callable[[torch.Tensor], torch.Tensor]
+
+
+def _build_torch(eager: nn.Module, sample: torch.Tensor, variant: str) -> TorchVariant:
+    """The variant of ``eager``; a compiled one is compiled here, on ``sample``'s shape."""
     if variant == "eager":
-        return lambda: eager(images)
+        return TorchVariant(lambda batch: batch, eager)
     model = copy.deepcopy(eager).fuse_for_inference()
     if variant == "folded":
-        return lambda: model(images)
-    # The input is converted once, outside the timing: a channels-last pipeline would produce NHWC images.
-    model = model.to(memory_format=torch.channels_last)
-    images_nhwc = images.contiguous(memory_format=torch.channels_last)
-    if variant == "folded_channels_last":
-        return lambda: model(images_nhwc)
-    if variant == "folded_channels_last_compiled":
-        return _build_compiled(model, images_nhwc)
-    raise ValueError(f"unknown variant {variant!r}; known: {', '.join(VARIANTS)}")
+        return TorchVariant(lambda batch: batch, model)
+    base = variant.removesuffix(BF16_SUFFIX)
+    if base not in ("folded_channels_last", "folded_channels_last_compiled"):
+        raise ValueError(f"unknown variant {variant!r}; known: {', '.join(VARIANTS)}")
+    dtype = torch.bfloat16 if variant.endswith(BF16_SUFFIX) else torch.float32
+    model = model.to(memory_format=torch.channels_last, dtype=dtype)
+
+    def prepare(batch: torch.Tensor) -> torch.Tensor:
+        return batch.to(dtype).contiguous(memory_format=torch.channels_last)
+
+    if base == "folded_channels_last_compiled":
+        model = _compile(model, prepare(sample))
+    return TorchVariant(prepare, lambda batch: model(batch).float())
 
 
-def _build_compiled(model: nn.Module, images: torch.Tensor) -> Callable[[], torch.Tensor]:
+def _compile(model: nn.Module, sample: torch.Tensor) -> Callable[[torch.Tensor], torch.Tensor]:
     """Compile with inductor freezing; the compile happens at the first call, which must therefore run inside
     the config patch (the compiled graph is kept and no guard depends on the config, so later calls need not)."""
     import torch._inductor.config as inductor_config
@@ -142,10 +162,10 @@ def _build_compiled(model: nn.Module, images: torch.Tensor) -> Callable[[], torc
     compiled = torch.compile(model)
     try:
         with inductor_config.patch(freezing=True), quiet_exporters():
-            compiled(images)
+            compiled(sample)
     except Exception as error:  # noqa: BLE001 (any compile failure: report it and go on without this variant)
         raise VariantUnavailable(f"compile failed: {describe_error(error)[:300]}") from None
-    return lambda: compiled(images)
+    return compiled
 
 
 def _build_onnxruntime(folded: nn.Module, images: torch.Tensor, directory: str) -> Callable[[], torch.Tensor]:
@@ -194,8 +214,9 @@ def measure_inference(model_name: str, image_size: int, batch_size: int, rounds:
                 if variant == "onnxruntime":
                     runner = _build_onnxruntime(copy.deepcopy(eager).fuse_for_inference(), images, directory)
                 else:
-                    runner = _build_torch(eager, images, variant)
-                logits = runner()  # the compile happens here (in _build_compiled) or at this first call
+                    built = _build_torch(eager, images, variant)  # compiles a compiled variant
+                    runner = functools.partial(built.forward, built.prepare(images))
+                logits = runner()
             except VariantUnavailable as unavailable:
                 result.status, result.reason = unavailable.status, str(unavailable)
                 continue
@@ -212,6 +233,40 @@ def measure_inference(model_name: str, image_size: int, batch_size: int, rounds:
                     runner()
                     bench.results[variant].call_seconds.append(time.perf_counter() - start)
     return bench
+
+
+@dataclass
+class Agreement:
+    """How far a variant's logits are from float32 eager's over many images."""
+
+    variant: str
+    images: int
+    top1_equal: float  # fraction of images with the same top-1 class
+    max_rel_diff: float  # worst image's max |logits - eager| / max |eager logits|
+    median_rel_diff: float  # the median image's
+
+
+def measure_agreement(model_name: str, image_size: int, variants: Sequence[str], images: int = 1000,
+                      batch_size: int = 50, seed: int = 0, **model_options) -> list[Agreement]:
+    """Top-1 agreement and relative logit difference of torch ``variants`` against float32 eager on ``images``
+    random images (in batches of ``batch_size``), on the network `measure_inference` times (same seed and BN)."""
+    generator = torch.Generator().manual_seed(seed)
+    torch.manual_seed(seed)
+    eager = create_model(model_name, **model_options).eval()
+    _randomize_batchnorm(eager, generator)
+    batches = [torch.randn(min(batch_size, images - start), 3, image_size, image_size, generator=generator)
+               for start in range(0, images, batch_size)]
+    agreements = []
+    with torch.inference_mode():
+        references = [eager(batch) for batch in batches]
+        for variant in variants:
+            built, equal, relative = _build_torch(eager, batches[0], variant), 0, []
+            for batch, reference in zip(batches, references):
+                logits = built.forward(built.prepare(batch))
+                equal += int((logits.argmax(1) == reference.argmax(1)).sum())
+                relative += ((logits - reference).abs().amax(1) / reference.abs().amax(1)).tolist()
+            agreements.append(Agreement(variant, images, equal / images, max(relative), statistics.median(relative)))
+    return agreements
 
 
 _SHORT = {"eager": "eager", "onnxruntime": "ORT"}  # column titles of the ratio columns

@@ -67,8 +67,6 @@ def cmd_bench(args: argparse.Namespace) -> int:
         raise UsageError(f"--batch must be at least 2 (BN needs 2 images), got {args.batch}")
     print(f"machine: {describe_machine()}")
     if args.mode == "infer":
-        if args.precision is not None:
-            raise UsageError("--precision applies to training steps; the inference comparison runs float32")
         return _bench_inference(args, spec)
     from resnetlab.bench.training import REFERENCE, compare_training, format_comparison, resnetlab_setup
 
@@ -87,14 +85,19 @@ def _bench_inference(args: argparse.Namespace, spec) -> int:
     from resnetlab.bench.inference import format_table, measure_inference
     from resnetlab.bench.measure import matmul_gflops
     from resnetlab.models.complexity import build_on_meta, count_multiply_adds
+    from resnetlab.training.precision import resolve_precision
 
     size = args.image_size or spec.input_size
+    precision = resolve_precision(args.precision or "auto")
     ours = ("folded_channels_last" if args.channels_last else "folded") + ("_compiled" if args.compile else "")
-    if ours == "folded_compiled":
-        raise UsageError("--compile is measured with channels_last; drop --no-channels-last")
+    if not args.channels_last and (args.compile or precision.precision == "bf16"):
+        raise UsageError("--compile and bf16 inference are measured with channels_last; drop --no-channels-last "
+                         "(or add --precision fp32)")
+    ours += "_bf16" if precision.precision == "bf16" else ""
+    print(f"inference: {precision.describe()}; the reference is float32 eager")
     bench = measure_inference(args.model, size, args.batch, rounds=args.rounds, calls_per_round=args.steps,
                               variants=("eager", ours))
-    peak = matmul_gflops()["median"]
+    peak = matmul_gflops(dtype="bfloat16" if precision.precision == "bf16" else "float32")["median"]
     multiply_adds = count_multiply_adds(build_on_meta(args.model), size)
     print(format_table(bench, baselines=("eager",)))
     for name in ("eager", ours):

@@ -30,9 +30,15 @@ def build_parser() -> argparse.ArgumentParser:
                              "model, data set and the error the paper reports.")
     recipes.add_argument("pattern", nargs="?", help="shell pattern on the name or its stem, e.g. 'table6*'")
     recipes.set_defaults(handler=cmd_recipes)
-    evaluate = sub.add_parser("eval", help="evaluate a run (or a checkpoint) on its validation and test splits")
-    evaluate.add_argument("run", metavar="RUN|CHECKPOINT")
-    evaluate.add_argument("--split", choices=("val", "test", "all"), default="all")
+    evaluate = sub.add_parser("eval", help="evaluate a run or an export class by class: table, confusion matrix, "
+                              "misclassified images")
+    evaluate.add_argument("run", metavar="RUN|CHECKPOINT|EXPORT", help="a run folder, a checkpoint, or a file written "
+                          "by `resnetlab export` (with its .json card beside it)")
+    evaluate.add_argument("--data", metavar="ROOT", default=None, help="another image folder with the same classes "
+                          "(default: the data the model was trained on)")
+    evaluate.add_argument("--split", choices=("val", "test"), default="test")
+    evaluate.add_argument("--out", default=None, help="folder for the files (default: RUN/eval, or runs/eval/NAME for "
+                          "an export)")
     evaluate.add_argument("--device", default="cpu")
     evaluate.set_defaults(handler=cmd_eval)
     predict = sub.add_parser("predict", help="top-5 classes of image files with a trained or exported model")
@@ -70,8 +76,9 @@ def build_parser() -> argparse.ArgumentParser:
     bench.set_defaults(mode="train")
     bench.add_argument("--compile", action="store_true", help="torch.compile resnetlab's side")
     bench.add_argument("--precision", choices=("auto", "fp32", "bf16"), default=None,
-                       help="resnetlab's side in training mode, as train.precision (default: auto, bf16 where the "
-                       "CPU has AMX-BF16 units); the reference stays float32")
+                       help="resnetlab's side: autocast of the training step as train.precision, or with --infer the "
+                       "dtype of the folded net (default: auto, bf16 where the CPU has AMX-BF16 units); the "
+                       "reference stays float32 eager")
     bench.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=True,
                        help="NHWC memory on resnetlab's side (default: on, as in training)")
     bench.add_argument("--image-size", type=int, default=None, help="image side in px (default: the model's)")

@@ -81,24 +81,13 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    from resnetlab.data.datasets import build_data
-    from resnetlab.training.evaluation import evaluate
-    from resnetlab.training.inference import load_trained_model
+    from resnetlab.evaluation.run import evaluate_source
 
-    trained = load_trained_model(args.run, device=args.device)
-    config = trained.config
-    data = build_data(config.data, config.train.seed, config.train.batch_size, args.device, trained.normalizer)
-    print(f"{trained.checkpoint_path}: {config.model.name} on {config.data.name}")
-    for split in ("val", "test"):
-        if args.split not in (split, "all"):
-            continue
-        result = evaluate(trained.model, data.eval_batches(split), len(trained.classes))
-        if result is None:
-            print(f"{split}: no images")
-            continue
-        top5 = f", top-5 error {100 * result['top5_error']:.2f}%" if "top5_error" in result else ""
-        print(f"{split}: {data.split_sizes[split]} images, top-1 error {100 * result['error']:.2f}%{top5}, "
-              f"loss {result['loss']:.4f}")
+    result = evaluate_source(args.run, data_root=args.data, split=args.split, out=args.out, device=args.device)
+    summary = result.summary
+    print(f"{summary['model']} on {summary['data']} ({args.split})")
+    print(result.table)
+    print(f"{summary['misclassified']} misclassified images; wrote {', '.join(str(p) for p in result.files.values())}")
     return 0
 
 

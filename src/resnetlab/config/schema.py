@@ -26,6 +26,9 @@ class ModelConfig:
     checkpoint_segments: int = 0  # activation checkpointing: recompute the units in this many segments (0: off)
     # Under torchrun: BN statistics over the global batch (torch's SyncBatchNorm on GPUs, AllReduceBatchNorm on CPU).
     sync_bn: bool = False
+    # Start from trained weights: a torchvision .pth, a resnetlab checkpoint or run folder, a safetensors export, or
+    # published weights by name (`resnetlab.published_weights()`); a classifier of another size starts afresh.
+    weights: str | None = None
 
     def create_kwargs(self, data_classes: int | None = None) -> dict:
         """The keyword arguments of `resnetlab.create_model` besides the name: the one way from a config to a
@@ -48,7 +51,9 @@ class DataConfig:
     download: bool = False  # fetch CIFAR from its official address when missing (checksum verified)
     validation_size: int = 5000  # held out from the training split (the papers' 45k/5k), seeded
     split_seed: int = 0
-    normalization: str = "per_pixel_mean"  # per_pixel_mean (the ResNet paper) | per_channel
+    # auto | per_pixel_mean (the ResNet paper) | per_channel. auto: the statistics that come with model.weights
+    # (ImageNet's per-channel ones for a torchvision file), else per_pixel_mean computed on the training split.
+    normalization: str = "auto"
     augment: bool = True  # pad 4 px, random 32x32 crop, horizontal flip
     skip_bad: bool = False  # skip unreadable images (counted and reported) instead of stopping
     image_size: int | None = None  # resize small image folders to this side (px); None keeps the files' size
@@ -68,6 +73,7 @@ class WarmupConfig:
     steps: int = 0  # iterations of a linear/constant warm-up; a cap for error_threshold (0: no cap)
     lr: float = 0.01  # the warm-up learning rate (start of a linear ramp)
     threshold: float = 0.8  # error_threshold: warm up until the training error falls below this
+    min_steps: int = 400  # error_threshold: ... but for at least this many iterations ("about 400", He et al. 2015)
 
 
 @dataclass(frozen=True)
@@ -77,6 +83,10 @@ class ScheduleConfig:
     unit: str = "iterations"  # iterations | epochs (milestones and TrainConfig.epochs/iterations)
     gamma: float = 0.1
     warmup: WarmupConfig = field(default_factory=WarmupConfig)
+
+
+# train.freeze: what stays fixed when fine-tuning: the stem, then stages 1..k as well, or all but the classifier
+FREEZE_CHOICES = ("none", "stem", "stage1", "stage2", "stage3", "all-but-head")
 
 
 @dataclass(frozen=True)
@@ -89,11 +99,16 @@ class TrainConfig:
     nesterov: bool = False
     weight_decay: float = 1e-4
     label_smoothing: float = 0.0  # the target puts this much mass on the other classes (0: the papers' one-hot loss)
+    freeze: str = "none"  # none | stem | stage1 | stage2 | stage3 | all-but-head: kept fixed (BN statistics too)
+    backbone_lr_scale: float = 1.0  # learning rate of all but the classifier, as a fraction of train.lr
     schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
     seed: int = 0
     deterministic: bool = False  # bitwise reproducible on CPU (slower kernels), needed for exact resume
     eval_every: int = 1  # epochs between validation/test evaluations
     checkpoint_every: int = 1  # epochs between checkpoints (also written at the end and on interruption)
+    checkpoint_every_minutes: float = 10.0  # also within an epoch, after this much wall time (0: off)
+    checkpoint_every_iterations: int = 0  # also within an epoch, every this many iterations (0: off)
+    keep_checkpoints: int = 2  # last.pt and the ones before it (last-1.pt, ...): a resume skips an unreadable newest
     channels_last: bool = True  # NHWC activations: oneDNN's fast convolution layout on CPU, tensor cores' on GPU
     compile: bool | None = None  # torch.compile the training step (eager on failure); null: when iterations >= 1000
     # auto | fp32 | bf16: bf16 autocast (weights, optimizer and BN statistics stay float32); auto picks bf16 where

@@ -3,26 +3,30 @@ model's own rules (each asked of the module that owns it, so a value is accepted
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import torch
 
-from resnetlab.config.schema import Config, ConfigError, ModelConfig, ScheduleConfig
+from resnetlab.config.applicability import check_applicable
+from resnetlab.config.schema import FREEZE_CHOICES, Config, ConfigError, ModelConfig, ScheduleConfig
 from resnetlab.models import get_model_spec
-from resnetlab.schedules import check_main_settings, check_warmup_settings
+from resnetlab.schedules import check_main_settings, check_warmup_floor, check_warmup_settings
 
 CHOICES = {
     "data.name": ("synthetic", "cifar10", "cifar100", "folder"),
-    "data.normalization": ("per_pixel_mean", "per_channel"),
+    "data.normalization": ("auto", "per_pixel_mean", "per_channel"),
+    "train.freeze": FREEZE_CHOICES,
     "data.loader": ("auto", "memory", "stream"),
     "train.schedule.unit": ("iterations", "epochs"),
     "train.precision": ("auto", "fp32", "bf16"),
 }
-POSITIVE = ("train.batch_size", "train.lr", "train.eval_every", "train.checkpoint_every", "train.iterations",
+POSITIVE = ("train.batch_size", "train.lr", "train.eval_every", "train.checkpoint_every", "train.keep_checkpoints",
+            "train.iterations",
             "train.epochs", "data.image_size", "data.synthetic_train_size", "data.synthetic_test_size", "data.crop",
             "data.eval_resize")
 NON_NEGATIVE = ("train.momentum", "train.weight_decay", "data.validation_size", "data.num_workers",
-                "model.checkpoint_segments")
+                "model.checkpoint_segments", "train.checkpoint_every_minutes", "train.checkpoint_every_iterations")
 
 
 def _get(config: Config, key: str) -> Any:
@@ -50,6 +54,12 @@ def validate(config: Config) -> Config:
     _validate_schedule(train.schedule)
     if not 0.0 <= train.label_smoothing < 1.0:
         raise ConfigError(f"train.label_smoothing must be in [0, 1), got {train.label_smoothing}")
+    if not (math.isfinite(train.backbone_lr_scale) and 0.0 < train.backbone_lr_scale):
+        raise ConfigError(f"train.backbone_lr_scale must be a fraction of train.lr > 0, got {train.backbone_lr_scale} "
+                          "(freeze the backbone with train.freeze=all-but-head instead of a scale of 0)")
+    if train.freeze == "all-but-head" and train.backbone_lr_scale != 1.0:
+        raise ConfigError("train.backbone_lr_scale has no effect with train.freeze=all-but-head (only the classifier "
+                          "trains); remove one of them")
     data = config.data
     if len(data.scale) != 2 or not data.crop <= data.scale[0] <= data.scale[1]:
         raise ConfigError(f"data.scale must be [min, max] with data.crop <= min <= max, got {list(data.scale)}")
@@ -57,6 +67,10 @@ def validate(config: Config) -> Config:
         raise ConfigError(f"data.crop ({data.crop}) must not exceed data.eval_resize ({data.eval_resize})")
     if data.loader == "stream" and data.name != "folder":
         raise ConfigError("data.loader=stream applies to image folders (data.name=folder)")
+    if data.loader == "stream" and data.normalization == "per_pixel_mean":
+        raise ConfigError("data.normalization=per_pixel_mean needs images of one size in memory; streamed images are "
+                          "normalized per channel: set data.normalization=per_channel (or auto)")
+    check_applicable(config)
     _validate_model(config.model)
     return config
 
@@ -69,6 +83,8 @@ def _validate_schedule(schedule: ScheduleConfig) -> None:
                             names=(f"{key}.name", f"{key}.milestones", f"{key}.gamma"))
         check_warmup_settings(warmup.kind, warmup.steps, warmup.lr, warmup.threshold,
                               names=tuple(f"{key}.warmup.{field}" for field in ("kind", "steps", "lr", "threshold")))
+        check_warmup_floor(warmup.kind, warmup.min_steps, warmup.steps, f"{key}.warmup.min_steps",
+                           f"{key}.warmup.steps")
     except ValueError as error:
         raise ConfigError(str(error)) from None
 

@@ -139,7 +139,9 @@ def build_data(config: DataConfig, seed: int, batch_size: int, device: torch.dev
     if uses_streaming(config):
         return _build_streaming(config, seed, batch_size, device, normalizer, shard)
     arrays = load_arrays(config)
-    normalizer = normalizer or Normalizer.from_training_images(arrays.train_images, config.normalization)
+    # auto without known statistics (no model.weights): the ResNet paper's per-pixel mean
+    mode = "per_pixel_mean" if config.normalization == "auto" else config.normalization
+    normalizer = normalizer or Normalizer.from_training_images(arrays.train_images, mode)
     train = ArrayBatches(arrays.train_images, arrays.train_labels, batch_size, normalizer, config.augment, seed, device,
                          shard)
     rank, world_size = shard

@@ -3,7 +3,8 @@ tools (torchvision, DataParallel/DDP, torch.compile)."""
 
 from resnetlab.deploy.card import ModelCard
 from resnetlab.deploy.pretrained import Predictor, load_predictor, load_pretrained
+from resnetlab.deploy.published import published_weights
 from resnetlab.deploy.weights import WeightsMismatchError, load_weights, read_weights_file, strip_wrapper_prefixes
 
 __all__ = ["ModelCard", "Predictor", "WeightsMismatchError", "load_predictor", "load_pretrained", "load_weights",
-           "read_weights_file", "strip_wrapper_prefixes"]
+           "published_weights", "read_weights_file", "strip_wrapper_prefixes"]

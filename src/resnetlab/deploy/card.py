@@ -10,7 +10,7 @@ network, and the card's normalizer statistics go with them.
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import torch
@@ -56,6 +56,10 @@ class ModelCard:
                    normalization_in_graph=format != "safetensors", fused_bn=fused_bn,
                    source=str(trained.checkpoint_path))
 
+    def with_provenance(self, checkpoint_path: str | Path, config: dict) -> ModelCard:
+        """This card with where the weights came from (`run_provenance`) in ``extra``."""
+        return replace(self, extra={**self.extra, "provenance": run_provenance(checkpoint_path, config)})
+
     def build_normalizer(self) -> Normalizer:
         std = self.normalizer["std"]
         return Normalizer(self.normalizer["mode"], torch.tensor(self.normalizer["mean"], dtype=torch.float32),
@@ -80,6 +84,20 @@ class ModelCard:
             raise CardError(f"model card {path} has version {card.version} / format {card.format!r}, which this "
                             f"resnetlab (card version {CARD_VERSION}) does not read; upgrade resnetlab")
         return card
+
+
+def run_provenance(checkpoint_path: str | Path, config: dict) -> dict:
+    """What made a trained model: its resolved ``config`` (as plain data), and from its run folder (when the
+    files are there) the machine, commit, precision and the run's final numbers."""
+    folder = Path(checkpoint_path).parent
+    provenance: dict = {"checkpoint": Path(checkpoint_path).name, "config": config}
+    for name, keys in (("environment.json", ("git_commit", "cpu", "cpu_amx_bf16", "torch", "precision", "date")),
+                       ("summary.json", ("final_test_error", "final_test_top5_error", "iterations", "epochs",
+                                         "train_seconds", "world_size"))):
+        if (folder / name).is_file():
+            record = json.loads((folder / name).read_text())
+            provenance[name.removesuffix(".json")] = {key: record.get(key) for key in keys if key in record}
+    return provenance
 
 
 def card_path(model_path: str | Path) -> Path:

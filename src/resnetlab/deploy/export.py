@@ -14,6 +14,7 @@ import torch
 from safetensors.torch import save_file
 from torch import nn
 
+from resnetlab.config import to_dict
 from resnetlab.deploy.card import FORMATS, SUFFIXES, ModelCard, card_path
 from resnetlab.deploy.onnx import ExportError, export_onnx, onnx_runner, quiet_exporters
 from resnetlab.deploy.pretrained import load_predictor
@@ -68,7 +69,8 @@ def export_checkpoint(checkpoint: str | Path, format: str, out: str | Path | Non
         raise ExportError(f"a {format} export's file name must end in {SUFFIXES[format]}, got {path.name}")
     path.parent.mkdir(parents=True, exist_ok=True)
     model = fuse_for_inference(trained.model) if fuse_bn else trained.model.eval()
-    card = ModelCard.from_trained(trained, format, fuse_bn)
+    card = ModelCard.from_trained(trained, format, fuse_bn).with_provenance(trained.checkpoint_path,
+                                                                           to_dict(trained.config))
     normalizer = trained.normalizer
     wrapped = NormalizedModel(model, normalizer.mean, normalizer.std).eval()
     generator = torch.Generator().manual_seed(seed)

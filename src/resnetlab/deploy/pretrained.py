@@ -19,6 +19,7 @@ from torch import nn
 
 from resnetlab.deploy.card import SUFFIXES, CardError, ModelCard, card_path
 from resnetlab.deploy.onnx import onnx_runner
+from resnetlab.deploy.published import resolve_weights
 from resnetlab.deploy.weights import load_weights
 from resnetlab.errors import UsageError
 from resnetlab.models import create_model
@@ -45,8 +46,9 @@ class Predictor:
 
 
 def load_pretrained(path: str | Path, device: str | torch.device = "cpu") -> nn.Module:
-    """The network saved by ``resnetlab export --format safetensors``, rebuilt from its card, in eval mode."""
-    path = Path(path)
+    """The network saved by ``resnetlab export --format safetensors`` (a path, or the name of published weights
+    such as ``cifar10_resnet20``), rebuilt from its card, in eval mode."""
+    path = resolve_weights(path)
     card = ModelCard.read(card_path(path))
     model = create_model(card.model, num_classes=card.num_classes, **card.options)
     if card.fused_bn:  # the saved weights are those of the folded network: fold first, then load
@@ -56,8 +58,8 @@ def load_pretrained(path: str | Path, device: str | torch.device = "cpu") -> nn.
 
 
 def load_predictor(path: str | Path, device: str | torch.device = "cpu") -> Predictor:
-    """A run folder, a resnetlab checkpoint, or a file written by `resnetlab export`."""
-    path = Path(path)
+    """A run folder, a resnetlab checkpoint, a file written by `resnetlab export`, or published weights' name."""
+    path = resolve_weights(path)
     device = torch.device(device)
     name = path.name
     if name.endswith(SUFFIXES["safetensors"]):

@@ -96,10 +96,15 @@ def _register_all() -> None:
     for depth in CIFAR_PLAIN_DEPTHS:
         register_model(_resnet_spec(f"plain{depth}", cifar_resnet, {"depth": depth, "block": "plain"}, "cifar", depth,
                                  HE2015, f"CIFAR plain-{depth}, no shortcuts"))
-    for depth, block in ((110, "basic"), *((d, "bottleneck") for d in CIFAR_BOTTLENECK_DEPTHS)):
+    register_model(_resnet_spec("preact_resnet110", cifar_resnet, {"depth": 110, "block": "basic",
+                                "placement": "full_preact"}, "cifar", 110, HE2016,
+                                "CIFAR pre-activation ResNet-110, basic units"))
+    for depth in CIFAR_BOTTLENECK_DEPTHS:  # as the authors' code (resnet-1k-layers): the stride on the first 1x1
         register_model(_resnet_spec(
-            f"preact_resnet{depth}", cifar_resnet, {"depth": depth, "block": block, "placement": "full_preact"},
-            "cifar", depth, HE2016, f"CIFAR pre-activation ResNet-{depth}, {block} units"))
+            f"preact_resnet{depth}", cifar_resnet, {"depth": depth, "block": "bottleneck", "placement": "full_preact",
+                                                    "stride_in_1x1": True},
+            "cifar", depth, HE2016, f"CIFAR pre-activation ResNet-{depth}, bottleneck units (stride in the first "
+            "1x1, as the authors' code)"))
     for depth, (block, layers) in IMAGENET_LAYOUTS.items():
         register_model(_resnet_spec(f"resnet{depth}", imagenet_resnet, {"layers": layers, "block": block},
                                  "imagenet", depth, HE2015, f"ImageNet ResNet-{depth}, {block} units"))

@@ -68,6 +68,13 @@ class ResidualUnit(NetworkUnit):
         if options.placement not in cls.placements:
             raise ValueError(f"placement={options.placement!r} does not apply to {cls.__name__}; choose one of "
                              f"{cls.placements}")
+        if options.stride_in_1x1 and cls.expansion == 1:
+            raise ValueError("stride_in_1x1 applies to bottleneck units; basic units have no 1x1 convolution")
+
+    @classmethod
+    def _unit_settings(cls, options: ResNetOptions) -> dict:
+        """Keyword arguments of this unit type's own options (the bottlenecks' stride_in_1x1)."""
+        return {}
 
     @staticmethod
     def _make_merge(options: ResNetOptions, in_channels: int, out_channels: int, stride: int) -> nn.Module | None:
@@ -121,10 +128,6 @@ class _PostActivationUnit(ResidualUnit):
                                    options.shortcut_pool)
         return cls(in_channels, width, stride, downsample=downsample, placement=options.placement, merge=merge,
                    drop_path=drop_path, norm_layer=options.norm_layer, **cls._unit_settings(options))
-
-    @classmethod
-    def _unit_settings(cls, options: ResNetOptions) -> dict:
-        return {}
 
     def __init__(self, placement: str) -> None:
         super().__init__()

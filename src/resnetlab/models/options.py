@@ -2,8 +2,8 @@
 the number of classes, and what a config's model section, a checkpoint and a model card carry.
 
 `ResNetOptions` validates everything that does not depend on the unit type when it is made; the unit classes
-check the rest (`NetworkUnit.check_options`: plain units take no shortcut options, pre-activation bottlenecks
-no ``stride_in_1x1``, ...), so a new unit type brings its own rules.
+check the rest (`NetworkUnit.check_options`: plain units take no shortcut options, basic units no
+``stride_in_1x1``, ...), so a new unit type brings its own rules.
 """
 
 from __future__ import annotations

@@ -37,7 +37,7 @@ class _PreActivationUnit(ResidualUnit):
         grows = stride != 1 or in_channels != out_channels
         preact = "none" if first_unit else ("shared" if grows else "branch")
         return cls(in_channels, width, stride, downsample=downsample, preact=preact, merge=merge,
-                   drop_path=drop_path, norm_layer=options.norm_layer)
+                   drop_path=drop_path, norm_layer=options.norm_layer, **cls._unit_settings(options))
 
     def __init__(self, preact: str, in_channels: int, norm_layer: NormLayer) -> None:
         super().__init__()
@@ -95,18 +95,17 @@ class PreActBasicBlock(_PreActivationUnit):
 
 
 class PreActBottleneck(_PreActivationUnit):
-    """BN-ReLU-conv1x1-BN-ReLU-conv3x3-BN-ReLU-conv1x1 (x4); the stride sits on the 3x3 as in the authors' code."""
+    """BN-ReLU-conv1x1-BN-ReLU-conv3x3-BN-ReLU-conv1x1 (x4). The stride sits on the 3x3 (fb.resnet.torch's
+    pre-activation nets, the ImageNet default here) or, with ``stride_in_1x1``, on the first 1x1 as in the authors'
+    CIFAR code (KaimingHe/resnet-1k-layers, which the CIFAR ResNet-164/1001 use)."""
 
     expansion = 4
     weighted_layers = 3
     _conv_norm_pairs = (("conv1", "bn2"), ("conv2", "bn3"))
 
     @classmethod
-    def check_options(cls, options: ResNetOptions) -> None:
-        super().check_options(options)
-        if options.stride_in_1x1:
-            raise ValueError("stride_in_1x1 applies to the original bottleneck; pre-activation units "
-                             "put the stride on the 3x3 as the authors' code does")
+    def _unit_settings(cls, options: ResNetOptions) -> dict:
+        return {"stride_in_1x1": options.stride_in_1x1}
 
     def __init__(
         self,
@@ -119,11 +118,12 @@ class PreActBottleneck(_PreActivationUnit):
         preact: str = "branch",
         merge: nn.Module | None = None,
         drop_path: DropPath | None = None,
+        stride_in_1x1: bool = False,
     ) -> None:
         super().__init__(preact, in_channels, norm_layer)
-        self.conv1 = conv1x1(in_channels, channels)
+        self.conv1 = conv1x1(in_channels, channels, stride if stride_in_1x1 else 1)
         self.bn2 = norm_layer(channels)
-        self.conv2 = conv3x3(channels, channels, stride)
+        self.conv2 = conv3x3(channels, channels, 1 if stride_in_1x1 else stride)
         self.bn3 = norm_layer(channels)
         self.conv3 = conv1x1(channels, channels * self.expansion)
         self._attach_shortcut(downsample, merge, drop_path)

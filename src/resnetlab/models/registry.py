@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import inspect
+import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
+from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
@@ -68,12 +70,16 @@ def list_models(pattern: str | None = None) -> list[str]:
     return MODELS.names(pattern)
 
 
-def create_model(name: str, num_classes: int | None = None, **options: Any) -> nn.Module:
+def create_model(name: str, num_classes: int | None = None, weights: str | Path | None = None,
+                 **options: Any) -> nn.Module:
     """Build a registered model.
 
     Args:
         name: a name from `list_models()`, e.g. ``"resnet110"``.
         num_classes: outputs of the classifier (default: 10 for CIFAR nets, 1000 for ImageNet nets).
+        weights: start from these weights (a torchvision ``.pth``, a resnetlab checkpoint or run folder, a
+            safetensors export, or published weights by name): every key must fit except the classifier,
+            which stays as initialised (with a warning) when ``num_classes`` differs from the file's.
         **options: the model's options, e.g. ``shortcut="B"``, ``stochastic_depth={"p_last": 0.5}``,
             ``norm="reference"``, ``zero_init_residual=True``; `ModelSpec.options` lists them.
     """
@@ -85,5 +91,13 @@ def create_model(name: str, num_classes: int | None = None, **options: Any) -> n
     unknown = sorted(set(options) - set(allowed))
     if unknown:
         raise ValueError(f"unknown option(s) {unknown} for {name!r}; allowed: {', '.join(o for o in allowed if o != 'num_classes')}")
-    return spec.builder(**spec.architecture, num_classes=spec.num_classes if num_classes is None else num_classes,
-                        **options)
+    model = spec.builder(**spec.architecture, num_classes=spec.num_classes if num_classes is None else num_classes,
+                         **options)
+    if weights is not None:
+        from resnetlab.deploy.initial_weights import load_initial_weights, open_initial_weights
+
+        fresh = load_initial_weights(model, open_initial_weights(weights), log=lambda message: None)
+        if fresh:
+            warnings.warn(f"create_model({name!r}, weights={str(weights)!r}): the classifier ({', '.join(fresh)}) "
+                          "does not fit this number of classes and starts afresh", stacklevel=2)
+    return model

@@ -69,6 +69,10 @@ class ResNet(nn.Module):
         self.num_features = channels
         # Pre-activation nets end with an extra BN-ReLU after the last addition (He et al. 2016, appendix).
         self.final_bn = options.norm_layer(channels) if block.preactivation else None
+        # ReLU-only pre-activation (d) keeps the ReLU its last unit's addition had in (a): moving each unit's
+        # after-addition ReLU into the next unit's branch leaves the last one where it was (He et al. 2016, Sec. 4.1:
+        # "an extra activation right after its element-wise addition", the natural outcome of Fig. 5).
+        self.final_relu = not block.preactivation and options.placement == "relu_only_preact"
         self.avgpool = nn.AdaptiveAvgPool2d(1)
         self.fc = nn.Linear(channels, num_classes)
         self._initialise(options.zero_init_residual)
@@ -179,6 +183,8 @@ class ResNet(nn.Module):
                 x = stage(x)
         if self.final_bn is not None:
             x = F.relu(self.final_bn(x), inplace=True)
+        elif self.final_relu:
+            x = F.relu(x)
         return x
 
     def forward_head(self, x: torch.Tensor) -> torch.Tensor:

@@ -66,8 +66,6 @@ class Experiment:
     plans: Mapping[str, Plan]  # budget name -> plan
     analyze: Callable  # (ExperimentResults, report_dir: Path) -> Analysis
     measure: Callable | None = None  # (run_dir: Path) -> None: extra files measured on a trained run
-    metric: str = "test_error_at_best_val"  # the summary field the main table reports
-    metric_label: str = "test error at the epoch of lowest validation error"
 
     def __post_init__(self) -> None:
         missing = set(BUDGET_NAMES) - set(self.plans)

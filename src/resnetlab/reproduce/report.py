@@ -9,7 +9,7 @@ import json
 from pathlib import Path
 
 from resnetlab.reproduce.experiment import Analysis, get_experiment
-from resnetlab.reproduce.results import ExperimentResults, RowResult, Stats, load_results
+from resnetlab.reproduce.results import METRIC_LABELS, ExperimentResults, RowResult, Stats, load_results
 from resnetlab.training.environment import describe_machine
 from resnetlab.training.precision import PrecisionChoice
 
@@ -47,7 +47,7 @@ def _main_table(experiment, results: ExperimentResults, analysis: Analysis) -> t
                *analysis.columns]
     table = []
     for row in results.rows:
-        median, mean = spread(row.stats(experiment.metric))
+        median, mean = spread(row.stats(results.metric))
         substituted = row.model != row.recipe_model
         table.append([
             row.label, row.model + (f" (for {row.recipe_model})" if substituted else ""),
@@ -100,7 +100,7 @@ def build_blocks(experiment, results: ExperimentResults, analysis: Analysis) -> 
                            ("h", 2, "How this was run"), ("list", _setup_lines(results)),
                            ("h", 2, "Ours beside the paper")]
     headers, table = _main_table(experiment, results, analysis)
-    blocks += [("p", f"The paper's number and ours: {experiment.metric_label}, the median over seeds, then the "
+    blocks += [("p", f"The paper's number and ours: {METRIC_LABELS[results.metric]}, the median over seeds, then the "
                      "mean +- sample std. Final errors are at the last iteration; the final training error is the "
                      "mean over the last window of iterations of the training curve."),
                ("table", headers, table)]
@@ -169,7 +169,7 @@ def render_html(blocks: list[tuple], title: str) -> str:
 def _results_json(experiment, results: ExperimentResults, analysis: Analysis) -> dict:
     def row_data(row: RowResult) -> dict:
         data = {"label": row.label, "model": row.model, "paper_error_percent": row.paper_error, "runs": []}
-        for key in (experiment.metric, "final_test_error", "final_train_error", "train_seconds"):
+        for key in dict.fromkeys((results.metric, "final_test_error", "final_train_error", "train_seconds")):
             stats = row.stats(key)
             data[key] = {"values": list(stats.values), "median": stats.median, "mean": stats.mean,
                          "std": stats.std, "diverged": stats.diverged}

@@ -14,6 +14,9 @@ from resnetlab.errors import ResnetlabError
 from resnetlab.training.metrics_log import read_metrics
 
 MANIFEST_FILE = "experiment.json"  # a report folder's list of rows and runs, written by `resnetlab reproduce`
+# The summary fields a budget's tables and claims compare (`Plan.metric`), as the report names them.
+METRIC_LABELS = {"test_error_at_best_val": "test error at the epoch of lowest validation error",
+                 "final_test_error": "test error after the last iteration"}
 
 
 class ReportFolderError(ResnetlabError, FileNotFoundError):
@@ -129,6 +132,11 @@ class ExperimentResults:
 
     def group(self, name: str) -> list[RowResult]:
         return [row for row in self.rows if row.group == name]
+
+    @property
+    def metric(self) -> str:
+        """The summary field this budget compares (reports written before budgets chose it used the best epoch)."""
+        return self.manifest["plan"].get("metric", "test_error_at_best_val")
 
     @property
     def runs(self) -> list[RunRecord]:

@@ -25,7 +25,7 @@ from resnetlab.reproduce.budgets import BUDGET_NAMES, Plan, data_overrides, shor
 from resnetlab.reproduce.experiment import Experiment, Row
 from resnetlab.reproduce.report import build_report
 from resnetlab.reproduce.results import MANIFEST_FILE, ReportFolderError
-from resnetlab.training.checkpoint import LAST_CHECKPOINT
+from resnetlab.training.checkpoint import LAST_CHECKPOINT, saved_checkpoints
 from resnetlab.training.probes import TrainingCurve
 from resnetlab.training.session import SUMMARY_FILE, train
 from resnetlab.training.trainer import TrainingDiverged
@@ -57,17 +57,26 @@ def resolve_config(row: Row, budget: str, plan: Plan, seed: int, data: Sequence[
     return load_config(row.recipe_path, overrides)
 
 
-# (section, key, default) of config keys newer than the first runs
-ADDED_LATER = (("model", "sync_bn", False), ("train", "label_smoothing", 0.0))
+# (dotted key, default) of config keys newer than the first runs
+ADDED_LATER = (("model.sync_bn", False), ("train.label_smoothing", 0.0), ("model.weights", None),
+               ("train.freeze", "none"), ("train.backbone_lr_scale", 1.0), ("train.checkpoint_every_minutes", 10.0),
+               ("train.checkpoint_every_iterations", 0), ("train.keep_checkpoints", 2))
 
 
 def run_name(row: Row, budget: str, seed: int, config: Config) -> str:
     settings = {key: value for key, value in to_dict(config).items() if key != "run"}
     # Keys added to the config after runs were named leave the name alone at their default, so finished runs
     # keep being found (a reproduction never trains with them on).
-    for section, key, default in ADDED_LATER:
-        if settings[section].get(key) == default:
-            settings[section].pop(key)
+    for dotted, default in ADDED_LATER:
+        *path, key = dotted.split(".")
+        section = settings
+        for part in path:
+            section = section[part]
+        if section.get(key, default) == default:
+            section.pop(key, None)
+    warmup = settings["train"]["schedule"]["warmup"]
+    if warmup["kind"] != "error_threshold":  # a floor only that warm-up reads (it changed the runs that have it)
+        warmup.pop("min_steps", None)
     digest = hashlib.sha1(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:8]
     return f"{Path(row.recipe).stem}-{budget}-s{seed}-{digest}"
 
@@ -78,7 +87,7 @@ def run_state(run_dir: Path) -> str:
         return "done"
     if (run_dir / DIVERGED_FILE).is_file():
         return "diverged"
-    return "partial" if (run_dir / LAST_CHECKPOINT).is_file() else "new"
+    return "partial" if saved_checkpoints(run_dir / LAST_CHECKPOINT) else "new"
 
 
 def ensure_trained(config: Config, run_dir: Path, plan: Plan, *, device: str, log: Callable[[str], None],
@@ -124,7 +133,7 @@ def reproduce(experiment: Experiment, budget: str, *, seeds: int | None = None, 
         "command": command or f"resnetlab reproduce {experiment.name} --budget {budget} --seeds {seeds}"
         + (f" --data {shlex.quote(str(data))}" if data else ""),
         "plan": {"iterations": plan.iterations, "batch_size": plan.batch_size, "curve_every": plan.curve_every,
-                 "eval_images": plan.eval_images, "note": plan.note,
+                 "eval_images": plan.eval_images, "note": plan.note, "metric": plan.metric,
                  "substitute": {model: list(overrides) for model, overrides in plan.substitute}},
         "rows": [],
     }

@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 import pickle
 import random
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -54,8 +55,15 @@ def restore_rng_state(state: dict[str, Any]) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
-def save_checkpoint(state: dict[str, Any], path: str | Path) -> None:
-    """Write ``state`` to ``path`` atomically (temporary file, fsync, rename)."""
+def older_checkpoint(path: str | Path, age: int) -> Path:
+    """The checkpoint written ``age`` saves before ``path``: ``last.pt`` -> ``last-1.pt``, ``last-2.pt``, ..."""
+    path = Path(path)
+    return path if age == 0 else path.with_name(f"{path.stem}-{age}{path.suffix}")
+
+
+def save_checkpoint(state: dict[str, Any], path: str | Path, keep: int = 1) -> None:
+    """Write ``state`` to ``path`` atomically (temporary file, fsync, rename), keeping the ``keep - 1`` previous
+    checkpoints as ``last-1.pt``, ``last-2.pt``, ... (the new file is complete on disk before any is moved)."""
     path = Path(path)
     temporary = path.with_name(f".{path.name}.tmp{os.getpid()}")
     try:
@@ -63,9 +71,41 @@ def save_checkpoint(state: dict[str, Any], path: str | Path) -> None:
             torch.save(state, handle)
             handle.flush()
             os.fsync(handle.fileno())
+        for age in range(keep - 1, 0, -1):
+            if older_checkpoint(path, age - 1).is_file():
+                os.replace(older_checkpoint(path, age - 1), older_checkpoint(path, age))
         os.replace(temporary, path)
     finally:
         temporary.unlink(missing_ok=True)
+
+
+def saved_checkpoints(path: str | Path) -> list[Path]:
+    """``path`` and its older copies that exist, newest first."""
+    path, found, age = Path(path), [], 0
+    while age == 0 or older_checkpoint(path, age).is_file():
+        if older_checkpoint(path, age).is_file():
+            found.append(older_checkpoint(path, age))
+        age += 1
+    return found
+
+
+def load_newest_readable(path: str | Path, log: Callable[[str], None]) -> tuple[dict[str, Any], Path]:
+    """The newest readable checkpoint among ``path`` and its older copies; says in one line which one it skipped
+    and why. `CheckpointError` (the newest one's) when none can be read."""
+    candidates = saved_checkpoints(path)
+    if not candidates:
+        raise CheckpointError(f"checkpoint {path} not found")
+    first_error = None
+    for candidate in candidates:
+        try:
+            checkpoint = load_checkpoint(candidate)
+        except CheckpointError as error:
+            first_error = first_error or error
+            continue
+        if first_error is not None:
+            log(f"note: {first_error}; continuing from the previous checkpoint {candidate}")
+        return checkpoint, candidate
+    raise first_error
 
 
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:

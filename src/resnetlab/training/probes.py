@@ -98,7 +98,7 @@ class TrainingCurve:
             return
         record = {"iteration": iteration, "epoch": iteration / run.data.train.num_batches,
                   "train_loss": self._loss / self._steps, "train_error": self._error / self._steps,
-                  "grad_first_conv": self._gradient / self._steps, "lr": run.optimizer.param_groups[0]["lr"]}
+                  "grad_first_conv": self._gradient / self._steps, "lr": run.optimizer.param_groups[-1]["lr"]}
         if self.eval_images:
             record[f"{self.split}_error"] = self._held_out_error(run)
         self._log.append(record)

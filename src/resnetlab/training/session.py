@@ -22,26 +22,26 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from resnetlab.config import Config, config_from_dict, save_config
+from resnetlab.data.augment import Normalizer
 from resnetlab.errors import ResnetlabError
-from resnetlab.training.checkpoint import BEST_CHECKPOINT, LAST_CHECKPOINT, load_checkpoint, save_checkpoint
+from resnetlab.training.checkpoint import BEST_CHECKPOINT, LAST_CHECKPOINT, load_newest_readable, save_checkpoint
 from resnetlab.training.distributed import SINGLE, Distributed
 from resnetlab.training.environment import describe_environment
+from resnetlab.training.epoch import StopFlag, host_sync_interval, start_next_epoch, train_one_epoch
 from resnetlab.training.evaluation import evaluate
 from resnetlab.training.metrics_log import MetricsLog
 from resnetlab.training.plots import plot_error_curves, record_series
 from resnetlab.training.probes import Probe
 from resnetlab.training.trainer import (
     Run,
-    StopFlag,
     TrainingInterrupted,
     build_run,
     checkpoint_state,
     restore,
-    start_next_epoch,
-    train_one_epoch,
 )
 
 SUMMARY_FILE = "summary.json"
+_now = time.monotonic  # the clock of the time-based checkpoints (seconds; tests replace it)
 CURVES_FILE = "error_curves.png"
 
 
@@ -68,6 +68,7 @@ class Session:
         self.metrics = MetricsLog(run_dir, resume_after_iteration=resumed_at, write=self.main)
         self.probes: Sequence[Probe] = ()
         self.bar = None
+        self.saved_at = _now()  # when the last checkpoint was written (or the run opened), in seconds
 
     # ---- start or resume -----------------------------------------------------------------------------------
     @classmethod
@@ -93,9 +94,13 @@ class Session:
     def resume(cls, path: str | Path, device: str, log: Callable[[str], None], distributed: Distributed) -> Session:
         """The run of a folder (or checkpoint file), rebuilt from its saved config, at its checkpoint's position."""
         path = Path(path)
-        checkpoint = load_checkpoint(path / LAST_CHECKPOINT if path.is_dir() else path)
+        checkpoint, _ = load_newest_readable(path / LAST_CHECKPOINT if path.is_dir() else path, log)
         folder = path if path.is_dir() else path.parent
-        run = build_run(config_from_dict(checkpoint["config"]), device, log, distributed)
+        if distributed.is_main:  # a write cut short by a kill (the checkpoint it was replacing is intact)
+            for unfinished in folder.glob(f".{LAST_CHECKPOINT}.tmp*"):
+                unfinished.unlink()
+        run = build_run(config_from_dict(checkpoint["config"]), device, log, distributed,
+                        resuming=Normalizer.from_state_dict(checkpoint["normalizer"]))
         restore(run, checkpoint)
         saved_world = int(checkpoint.get("world_size", 1))
         if saved_world != distributed.world_size:
@@ -133,17 +138,28 @@ class Session:
     def run_epoch(self, stop: StopFlag, stop_at_iteration: int | None = None) -> dict:
         """Train to the end of the epoch; on a stop request, write a checkpoint at the exact position first."""
         try:
-            return train_one_epoch(self.run, stop, on_step=self._after_step, stop_at_iteration=stop_at_iteration)
+            return train_one_epoch(self.run, stop, on_step=self._after_step, stop_at_iteration=stop_at_iteration,
+                                   sync_every=host_sync_interval(self.run, probes=bool(self.probes)))
         except TrainingInterrupted as stopped:
-            if self.main:
-                save_checkpoint(checkpoint_state(self.run), self.run_dir / LAST_CHECKPOINT)
+            self.save()
             stopped.run_dir = self.run_dir
             raise
+
+    def save(self) -> None:
+        """Write the checkpoint at the current position (rank 0), keeping train.keep_checkpoints of them."""
+        if self.main:
+            save_checkpoint(checkpoint_state(self.run), self.run_dir / LAST_CHECKPOINT,
+                            keep=self.run.config.train.keep_checkpoints)
+        self.saved_at = _now()
 
     def _after_step(self, state, loss: float, batch_error: float) -> None:
         self.bar.update(1)
         for probe in self.probes:
             probe.after_step(self.run, loss, batch_error)
+        train = self.run.config.train  # within an epoch too: a kill loses minutes, not the epoch
+        every, minutes = train.checkpoint_every_iterations, train.checkpoint_every_minutes
+        if (every and state.iteration % every == 0) or (minutes and _now() - self.saved_at >= 60 * minutes):
+            self.save()
 
     # ---- end of epoch ---------------------------------------------------------------------------------------
     def end_epoch(self, record: dict) -> dict:
@@ -167,8 +183,8 @@ class Session:
                                               record_series(records, "test_error"))}
             plot_error_curves({f"{run.config.model.name} on {run.config.data.name}": curves},
                               self.run_dir / CURVES_FILE)
-        if self.main and (epoch % train.checkpoint_every == 0 or self.finished):
-            save_checkpoint(checkpoint_state(run), self.run_dir / LAST_CHECKPOINT)
+        if epoch % train.checkpoint_every == 0 or self.finished:
+            self.save()
         return record
 
     def _evaluate_splits(self) -> dict:

@@ -17,16 +17,18 @@ import torch.nn.functional as F
 
 from resnetlab.config import TrainConfig
 from resnetlab.data.seeding import torch_seed
+from resnetlab.training.finetune import parameter_groups
 
 GATE_STREAM = 2  # tags the stochastic-depth gate stream among the seed-derived generators
 
 
 def make_optimizer(model: torch.nn.Module, train: TrainConfig, foreach: bool | None = True) -> torch.optim.SGD:
-    """SGD with the config's momentum, Nesterov flag and weight decay (the papers' optimizer). ``foreach``: one
-    kernel per operation over all parameters instead of one per parameter (fewer launches; None is torch's
+    """SGD with the config's momentum, Nesterov flag and weight decay (the papers' optimizer) over the trainable
+    parameters, the backbone's group at ``train.backbone_lr_scale`` (`finetune.parameter_groups`). ``foreach``:
+    one kernel per operation over all parameters instead of one per parameter (fewer launches; None is torch's
     default, a per-parameter loop on the CPU)."""
-    return torch.optim.SGD(model.parameters(), lr=train.lr, momentum=train.momentum, nesterov=train.nesterov,
-                           weight_decay=train.weight_decay, foreach=foreach)
+    return torch.optim.SGD(parameter_groups(model, train.backbone_lr_scale), lr=train.lr, momentum=train.momentum,
+                           nesterov=train.nesterov, weight_decay=train.weight_decay, foreach=foreach)
 
 
 @dataclass

@@ -1,6 +1,6 @@
-"""A run's parts and one epoch of training: `build_run` assembles data, model, optimizer, schedule and the
-training step from a config; `train_one_epoch` runs the step over an epoch. `resnetlab.training.session` drives
-a whole run (start or resume, epochs, evaluation, checkpoints, summary).
+"""A run's parts: `build_run` assembles data, model, optimizer, schedule and the training step from a config,
+and `checkpoint_state`/`restore` save and load everything it is. `resnetlab.training.epoch` runs one epoch;
+`resnetlab.training.session` drives a whole run (start or resume, epochs, evaluation, checkpoints, summary).
 
 Everything that decides a run's numbers is a function of the config and the iteration: the data order and
 augmentation (seed, epoch, batch), the stochastic-depth gates (seed, iteration), the learning rate (iteration
@@ -10,10 +10,7 @@ run in deterministic mode ends with the same bits as an uninterrupted one.
 
 from __future__ import annotations
 
-import math
 import random
-import signal
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -21,15 +18,19 @@ import numpy as np
 import torch
 
 from resnetlab.config import Config, ConfigError, to_dict
+from resnetlab.data.augment import Normalizer
 from resnetlab.data.datasets import DataBundle, build_data
+from resnetlab.deploy.initial_weights import check_normalizer_fits, load_initial_weights, open_initial_weights
 from resnetlab.errors import ResnetlabError
 from resnetlab.layers.stochastic_depth import set_gate_generator
-from resnetlab.schedules import ErrorThresholdWarmup, LRSchedule, epochs_to_iterations
+from resnetlab.schedules import LRSchedule, epochs_to_iterations
 from resnetlab.training.checkpoint import capture_rng_state, restore_rng_state
 from resnetlab.training.distributed import SINGLE, Distributed, check_global_batch, wrap_for_training
+from resnetlab.training.finetune import freeze
 from resnetlab.training.performance import memory_format, prepare_forward, should_compile, tune_allocator
 from resnetlab.training.precision import PrecisionChoice, resolve_precision
 from resnetlab.training.step import TrainStep, make_optimizer
+from resnetlab.training.warmup import ErrorThresholdWarmup, make_error_warmup
 
 CHECKPOINT_FORMAT = 2  # 2: the warm-up state is its own entry ("warmup"); 1 kept it in "train_state"
 
@@ -78,6 +79,7 @@ class Run:
     warmup: ErrorThresholdWarmup | None = None  # the error-threshold warm-up's state, when the schedule has one
     state: TrainState = field(default_factory=TrainState)
     distributed: Distributed = SINGLE  # this process's rank among the data-parallel processes
+    frozen: list = field(default_factory=list)  # modules train.freeze keeps fixed (eval mode while training)
 
     @property
     def memory_format(self) -> torch.memory_format:
@@ -100,25 +102,35 @@ def make_schedule(config: Config, iterations_per_epoch: int, total_iterations: i
     milestones = tuple(m for m in milestones if m < total_iterations)  # a short run ends before late steps
     return LRSchedule(name=schedule.name, base_lr=config.train.lr, milestones=milestones, gamma=schedule.gamma,
                       total_steps=total_iterations, warmup=warmup.kind, warmup_steps=warmup.steps,
-                      warmup_lr=warmup.lr, warmup_threshold=warmup.threshold)
+                      warmup_lr=warmup.lr, warmup_threshold=warmup.threshold, warmup_min_steps=warmup.min_steps)
 
 
 def build_run(config: Config, device: str | torch.device = "cpu", log: Callable[[str], None] = print,
-              distributed: Distributed = SINGLE) -> Run:
+              distributed: Distributed = SINGLE, resuming: Normalizer | None = None) -> Run:
     """Data, model, optimizer, schedule and training step of a config; under torchrun (``distributed``) this
     rank's shard of the data and the model wrapped in DistributedDataParallel (with BN over the global batch if
-    ``model.sync_bn``)."""
+    ``model.sync_bn``). A new run starts from ``model.weights`` when set; ``resuming``: the checkpoint's
+    normalizer (its weights come from the checkpoint, so ``model.weights`` is not read again)."""
     seed_everything(config.train.seed, config.train.deterministic)  # the same on every rank: the same init
     if config.train.tune_allocator:
         tune_allocator()
     device = torch.device(device)
     if distributed.enabled:
         check_global_batch(config.train.batch_size, distributed)
-    data = build_data(config.data, config.train.seed, config.train.batch_size, device, shard=distributed.shard())
+    initial = open_initial_weights(config.model.weights) if config.model.weights and resuming is None else None
+    normalizer = resuming or (initial.normalizer if initial is not None and config.data.normalization == "auto"
+                              else None)
+    data = build_data(config.data, config.train.seed, config.train.batch_size, device, normalizer,
+                      shard=distributed.shard())
+    check_normalizer_fits(data.normalizer, data.image_size)
     if config.model.num_classes is not None and config.model.num_classes < len(data.classes):
         raise ConfigError(f"model.num_classes={config.model.num_classes} is fewer than the {len(data.classes)} classes "
                           f"of {config.data.name}; remove it (the data set's count is the default) or raise it")
-    model = config.model.build(len(data.classes)).to(device)
+    model = config.model.build(len(data.classes))
+    if initial is not None:
+        load_initial_weights(model, initial, log)
+    frozen = freeze(model, config.train.freeze)
+    model.to(device)
     gates = torch.Generator()  # CPU: the gates are decided on the host, no device sync
     set_gate_generator(model, gates)
     total = config.train.iterations or config.train.epochs * data.train.num_batches
@@ -134,111 +146,7 @@ def build_run(config: Config, device: str | torch.device = "cpu", log: Callable[
     step = TrainStep(forward, optimizer, memory_format(config.train.channels_last), device.type,
                      precision.precision, gates, config.train.seed, config.train.label_smoothing)
     return Run(config, data, model, optimizer, schedule, total, device, step, precision,
-               schedule.make_error_warmup(), distributed=distributed)
-
-
-class StopFlag:
-    """Set by SIGINT/SIGTERM so the current step finishes and a checkpoint is written at the exact position."""
-
-    def __init__(self) -> None:
-        self.raised: str | None = None
-        self._previous: dict = {}
-
-    def __enter__(self) -> StopFlag:
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            try:
-                self._previous[sig] = signal.signal(sig, self._handle)
-            except ValueError:  # not the main thread: leave the default handling
-                pass
-        return self
-
-    def _handle(self, signum, frame) -> None:
-        if self.raised is not None:  # a second signal: stop at once
-            raise KeyboardInterrupt
-        self.raised = signal.Signals(signum).name
-
-    def __exit__(self, *exc) -> None:
-        for sig, handler in self._previous.items():
-            signal.signal(sig, handler)
-
-
-@dataclass
-class StepResult:
-    """One iteration's numbers, summed over the ranks."""
-
-    loss_sum: float  # summed over the global batch
-    wrong: int  # misclassified images of the global batch
-    images: int
-    stop_requested: bool  # a stop signal reached some rank
-
-    @property
-    def loss(self) -> float:
-        return self.loss_sum / self.images
-
-
-def train_step(run: Run, images: torch.Tensor, labels: torch.Tensor, stop: StopFlag) -> StepResult:
-    """One iteration at the schedule's learning rate, refusing a non-finite loss before the update."""
-    state = run.state
-    lr = run.schedule.lr(state.iteration, run.warmup.warmup_done_at if run.warmup is not None else None)
-    for group in run.optimizer.param_groups:
-        group["lr"] = lr
-    result: list[StepResult] = []
-
-    def inspect(loss: torch.Tensor, logits: torch.Tensor) -> None:
-        wrong = int((logits.detach().argmax(1) != labels).sum())
-        # Summed over ranks (one small all-reduce), so that the NaN check, the warm-up rule and a stop request
-        # act at the same step on every rank; in one process these are the batch's own numbers.
-        loss_sum, wrong, count, votes = run.distributed.sum(
-            [loss.item() * len(labels), wrong, len(labels), float(stop.raised is not None)])
-        mean = loss_sum / count
-        if not math.isfinite(mean):
-            raise TrainingDiverged(f"loss became {mean} at iteration {state.iteration} (epoch {state.epoch + 1}, "
-                                   f"lr {lr:g}); the last good checkpoint is kept: lower train.lr or add a warm-up")
-        result.append(StepResult(loss_sum, int(wrong), int(count), bool(votes)))
-
-    run.step(state.iteration, images, labels, inspect)
-    return result[0]
-
-
-def record_step(run: Run, result: StepResult) -> None:
-    """Count the step in the epoch's totals and the warm-up's window, and advance the position."""
-    state = run.state
-    state.epoch_seen += result.images
-    state.epoch_loss_sum += result.loss_sum
-    state.epoch_wrong += result.wrong
-    if run.warmup is not None:
-        run.warmup.observe(state.iteration, result.wrong / result.images)
-    state.iteration += 1
-    state.batch += 1
-
-
-def train_one_epoch(run: Run, stop: StopFlag, on_step=None, stop_at_iteration: int | None = None) -> dict:
-    """Train from the state's (epoch, batch) to the epoch's end, the run's last iteration, or a stop request
-    (`TrainingInterrupted`). ``on_step(state, loss, batch_error)`` runs after each step, off the epoch's clock."""
-    state = run.state
-    run.model.train()
-    clock = time.perf_counter()
-    for images, labels in run.data.train.batches(state.epoch, state.batch):
-        result = train_step(run, images, labels, stop)
-        record_step(run, result)
-        state.epoch_seconds += time.perf_counter() - clock
-        if on_step is not None:
-            on_step(state, result.loss, result.wrong / result.images)
-        clock = time.perf_counter()
-        if state.iteration >= run.total_iterations:
-            break
-        if result.stop_requested or (stop_at_iteration is not None and state.iteration >= stop_at_iteration):
-            raise TrainingInterrupted(stop.raised or ("stopped on another rank" if result.stop_requested else
-                                                      f"stop_at_iteration={stop_at_iteration}"))
-    seen = max(state.epoch_seen, 1)
-    return {"train_loss": state.epoch_loss_sum / seen, "train_error": state.epoch_wrong / seen,
-            "images_per_second": state.epoch_seen / state.epoch_seconds if state.epoch_seconds > 0 else None,
-            "epoch_seconds": state.epoch_seconds, "lr": run.optimizer.param_groups[0]["lr"]}
-
-
-def start_next_epoch(state: TrainState) -> None:
-    state.epoch, state.batch = state.epoch + 1, 0
-    state.epoch_seen, state.epoch_loss_sum, state.epoch_wrong, state.epoch_seconds = 0, 0.0, 0, 0.0
+               make_error_warmup(schedule), distributed=distributed, frozen=frozen)
 
 
 def checkpoint_state(run: Run) -> dict:

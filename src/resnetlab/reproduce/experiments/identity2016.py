@@ -44,16 +44,16 @@ PREACT_ROWS = tuple(Row(f"ResNet-{depth} {kind}", f"identity_mappings/table3_cif
 
 def _error_figure(results, report_dir: Path, file: str, title: str) -> Figure:
     rows = results.rows
-    ours = [None if median_of(row, "test_error_at_best_val") is None else 100 * median_of(row, "test_error_at_best_val")
+    ours = [None if median_of(row, results.metric) is None else 100 * median_of(row, results.metric)
             for row in rows]
     figures.ours_vs_paper(list(range(len(rows))), ours, [row.paper_error for row in rows], report_dir / file,
                           "row", "test error (%)", title, tick_labels=[row.label for row in rows])
     return Figure(file, f"{title}: ours (median over seeds) and the paper's, row by row.")
 
 
-def _lowest_claim(statement: str, best, others) -> Claim:
-    best_value = median_of(best, "test_error_at_best_val")
-    values = {row.label: median_of(row, "test_error_at_best_val") for row in others}
+def _lowest_claim(statement: str, best, others, metric: str) -> Claim:
+    best_value = median_of(best, metric)
+    values = {row.label: median_of(row, metric) for row in others}
     if best_value is None:
         return Claim(statement, None, "(the row has no finished run)")
     finished = {label: v for label, v in values.items() if v is not None}
@@ -70,10 +70,10 @@ def _analyze_shortcuts(results, report_dir: Path) -> Analysis:
     analysis.figures.append(_error_figure(results, report_dir, "errors.png", "Shortcut variants (Table 1)"))
     original = results.rows[0]
     analysis.claims.append(_lowest_claim("The identity shortcut has the lowest error of all shortcut variants.",
-                                         original, results.rows[1:]))
+                                         original, results.rows[1:], results.metric))
     failing = [row for row in results.rows if row.paper.get("fail")]
     statement = "The variants the paper marks fail end above 20% test error (or diverge) here too."
-    values = {row.label: median_of(row, "test_error_at_best_val") for row in failing}
+    values = {row.label: median_of(row, results.metric) for row in failing}
     if failing:
         shown = all(v is None or v > 0.20 for v in values.values())
         analysis.claims.append(Claim(statement, shown, "Ours: " + ", ".join(
@@ -90,9 +90,9 @@ def _analyze_activations(results, report_dir: Path) -> Analysis:
             continue
         full = rows[-1]
         analysis.claims.append(_lowest_claim(f"At depth {depth} full pre-activation (e) has the lowest error.",
-                                             full, rows[:-1]))
+                                             full, rows[:-1], results.metric))
         analysis.claims.append(ordered_claim(f"At depth {depth} BN after addition (b) is worse than the original (a).",
-                                             [rows[0], rows[1]], "test_error_at_best_val", increasing=True,
+                                             [rows[0], rows[1]], results.metric, increasing=True,
                                              what="test error"))
     return analysis
 
@@ -104,7 +104,7 @@ def _analyze_preact(results, report_dir: Path) -> Analysis:
         pair = results.group(f"ResNet-{depth}")
         if len(pair) == 2:
             analysis.claims.append(ordered_claim(f"At depth {depth} pre-activation has the lower test error.",
-                                                 pair, "test_error_at_best_val", increasing=False, what="test error"))
+                                                 pair, results.metric, increasing=False, what="test error"))
     return analysis
 
 

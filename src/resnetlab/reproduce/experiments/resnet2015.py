@@ -19,6 +19,7 @@ from resnetlab.reproduce.experiments.common import (
     ordered_claim,
     unless_stalled,
 )
+from resnetlab.reproduce.results import METRIC_LABELS
 from resnetlab.training.inference import load_trained_model
 from resnetlab.training.probes import layer_response_stds, spread_subset
 
@@ -62,7 +63,7 @@ def _analyze_degradation(results, report_dir: Path) -> Analysis:
                                      resnet, "final_train_error", increasing=False, what="final training error"),
                        resnet),
         unless_stalled(ordered_claim("The deeper ResNet has the lower test error (ResNet-56 below ResNet-20).",
-                                     resnet, "test_error_at_best_val", increasing=False, what="test error"), resnet),
+                                     resnet, results.metric, increasing=False, what="test error"), resnet),
         ordered_among_unstalled("Plain nets: training error rises with every step in depth (20, 32, 44, 56 "
                                 "layers; rows that stalled left out).", [results.row(f"plain-{d}") for d in DEPTHS],
                                 "final_train_error", increasing=True, what="final training error"),
@@ -77,14 +78,14 @@ def _analyze_cifar_depth(results, report_dir: Path) -> Analysis:
     analysis = Analysis(notes=budget_notes(results))
     rows = results.rows
     depths = [int(row.label.split("-")[1]) for row in rows]
-    ours = [None if row.stats("test_error_at_best_val").median is None else 100 * row.stats(
-        "test_error_at_best_val").median for row in rows]
+    ours = [None if row.stats(results.metric).median is None else 100 * row.stats(
+        results.metric).median for row in rows]
     figures.ours_vs_paper(depths, ours, [row.paper_error for row in rows], report_dir / "error_vs_depth.png",
                           "depth (layers)", "test error (%)", "CIFAR-10 test error by depth (Table 6)")
-    analysis.figures.append(Figure("error_vs_depth.png", "Test error at the best validation epoch against depth, "
-                                   "ours (median over seeds) and the paper's Table 6."))
+    analysis.figures.append(Figure("error_vs_depth.png", f"{METRIC_LABELS[results.metric].capitalize()} against "
+                                   "depth, ours (median over seeds) and the paper's Table 6."))
     analysis.claims.append(ordered_claim("Test error falls with depth from ResNet-20 to ResNet-110.",
-                                         [r for r in rows if r.label != "ResNet-1202"], "test_error_at_best_val",
+                                         [r for r in rows if r.label != "ResNet-1202"], results.metric,
                                          increasing=False, what="test error"))
     return analysis
 

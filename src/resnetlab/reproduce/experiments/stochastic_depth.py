@@ -65,7 +65,7 @@ def _analyze(results, report_dir: Path) -> Analysis:
                                      "at p_L = 0.5.", saved > 0,
                                      f"Ours: {100 * saved:.1f}% less time per iteration "
                                      f"({1000 * per_step[CONSTANT]:.0f} vs {1000 * per_step[STOCHASTIC]:.0f} ms)."))
-    errors = [median_of(constant, "test_error_at_best_val"), median_of(stochastic, "test_error_at_best_val")]
+    errors = [median_of(constant, results.metric), median_of(stochastic, results.metric)]
     statement = "Stochastic depth has the lower test error at the best validation epoch."
     analysis.claims.append(Claim(statement, None, "(a row has no finished run)") if None in errors else unless_stalled(
         Claim(statement, errors[1] < errors[0],

@@ -1,0 +1,1 @@
+"""Evaluating a trained model class by class (`resnetlab eval`)."""
