@@ -120,3 +120,18 @@ def test_checkpoints_by_time_and_how_many_are_kept(tmp_path, monkeypatch):
     assert saved == [18, 15, 10] and not (folder / "last-3.pt").exists()
     train(tiny_config(tmp_path, "run.name=single", "train.keep_checkpoints=1"), log=quiet)
     assert [p.name for p in (tmp_path / "single").glob("last*.pt")] == ["last.pt"]
+
+
+def test_steps_read_in_groups_checkpoint_once_per_crossed_interval(tmp_path, monkeypatch):
+    # On a GPU the steps' numbers arrive in groups (here forced: 4 on the CPU), all at the group's last position.
+    # Every 3 iterations: the groups end at 4, 6 (the epoch's end), 10 and the stop at 11; each group that
+    # crossed a multiple of 3 saves once, so the two kept checkpoints are the stop's and the one before it.
+    import resnetlab.training.session as session
+
+    monkeypatch.setattr(session, "host_sync_interval", lambda run, probes: 4)
+    with pytest.raises(TrainingInterrupted):
+        train(tiny_config(tmp_path, "run.name=grouped", "train.checkpoint_every_iterations=3",
+                          "train.checkpoint_every=100"), stop_at_iteration=11, log=quiet)
+    folder = tmp_path / "grouped"
+    saved = [load_checkpoint(folder / name)["train_state"]["iteration"] for name in ("last.pt", "last-1.pt")]
+    assert saved == [11, 10]

@@ -18,6 +18,8 @@ INERT_CASES = {
     "data.scale": ["data.name=synthetic", "data.scale=[256, 300]"],
     "data.eval_resize": ["data.name=cifar10", "data.eval_resize=300"],
     "data.ten_crop": ["data.name=folder", "data.loader=memory", "data.ten_crop=true"],
+    "data.lighting": ["data.name=cifar10", "data.lighting=0.1"],
+    "data.eval_crop": ["data.name=synthetic", "data.eval_crop=200"],
     "data.num_workers": ["data.name=cifar10", "data.num_workers=4"],
     "data.synthetic_train_size": ["data.name=cifar10", "data.synthetic_train_size=500"],
     "data.synthetic_test_size": ["data.name=folder", "data.synthetic_test_size=500"],

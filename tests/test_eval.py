@@ -93,6 +93,9 @@ def test_eval_of_a_run_writes_its_four_files_and_repeats_the_runs_test_error(fol
     written = json.loads((out / "test_summary.json").read_text())
     assert written["top1_error"] == pytest.approx(summary["final_test_error"], abs=1e-12)
     assert sum(row["images"] for row in written["per_class"]) == 30
+    # the run's own summary holds the same per-class accuracies (recall) from its final test evaluation
+    assert summary["final_test_per_class_accuracy"] == pytest.approx(
+        {row["class"]: row["recall"] for row in written["per_class"]})
     with Image.open(out / "test_confusion.png") as image:
         assert image.format == "PNG" and image.size[0] > 300
     with open(out / "test_misclassified.csv") as handle:

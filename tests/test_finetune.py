@@ -139,3 +139,24 @@ def test_create_model_starts_from_a_file(torchvision_file):
         warnings.simplefilter("error")  # 1000 classes, as the file: every key loads, nothing to warn about
         full = resnetlab.create_model("resnet18", weights=torchvision_file)
     assert torch.equal(full.fc.weight, source["fc.weight"])
+
+
+def test_a_classifier_trained_on_other_class_names_starts_afresh(tmp_path, folder):
+    # Same number of classes, other names: the file's classifier would map them wrongly, so it is not kept.
+    train(load_config(None, ["model.name=resnet20", "data.name=folder", f"data.root={folder}",
+                             "data.validation_size=0", "train.epochs=1", "train.schedule.unit=epochs",
+                             "train.schedule.milestones=[]", "train.batch_size=8", "train.precision=fp32",
+                             f"run.out_dir={tmp_path}", "run.name=source"]), log=quiet)
+    renamed = tmp_path / "renamed"
+    for split in ("train", "test"):
+        for old, new in zip(CLASSES, ("ash", "bark", "coal")):
+            (renamed / split).mkdir(parents=True, exist_ok=True)
+            (renamed / split / new).symlink_to(folder / split / old)
+    messages = []
+    run = build_run(load_config(None, ["model.name=resnet20", f"model.weights={tmp_path / 'source'}",
+                                       "data.name=folder", f"data.root={renamed}", "data.validation_size=0",
+                                       "train.precision=fp32"]), log=messages.append)
+    source = load_checkpoint(tmp_path / "source" / "last.pt")["model"]
+    assert not torch.equal(run.model.fc.weight, source["fc.weight"])
+    assert torch.equal(run.model.layer3[2].conv2.weight, source["layer3.2.conv2.weight"])
+    assert any("classes (cloud, grass, sand, ...) are not these" in m for m in messages)

@@ -77,6 +77,8 @@ INERT_WHEN: dict[str, Rule] = {
     "data.scale": _streamed_only,
     "data.eval_resize": _streamed_only,
     "data.ten_crop": _streamed_only,
+    "data.lighting": _streamed_only,
+    "data.eval_crop": _streamed_only,
     "data.num_workers": _streamed_only,
     "data.synthetic_train_size": _unless_data("synthetic"),
     "data.synthetic_test_size": _unless_data("synthetic"),

@@ -61,7 +61,10 @@ class DataConfig:
     crop: int = 224  # streamed images: the square crop fed to the model (px)
     scale: tuple[int, ...] = (256, 480)  # streamed training images: shorter side drawn in this range (px)
     eval_resize: int = 256  # streamed evaluation: shorter side before the centre crop (px)
+    eval_crop: int | None = None  # streamed evaluation: the centre crop (px; None: data.crop). Fully convolutional
+    # nets test on larger crops than they train on (He et al. 2016, Table 5: train 224, test 320)
     ten_crop: bool = False  # streamed evaluation: average the 10 crops (He et al. 2015, Table 3)
+    lighting: float = 0.0  # streamed training: AlexNet's PCA colour augmentation, this std (the ResNet paper's: 0.1)
     num_workers: int = 2  # decoding processes for streamed images
     synthetic_train_size: int = 10000
     synthetic_test_size: int = 2000

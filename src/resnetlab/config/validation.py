@@ -24,8 +24,8 @@ CHOICES = {
 POSITIVE = ("train.batch_size", "train.lr", "train.eval_every", "train.checkpoint_every", "train.keep_checkpoints",
             "train.iterations",
             "train.epochs", "data.image_size", "data.synthetic_train_size", "data.synthetic_test_size", "data.crop",
-            "data.eval_resize")
-NON_NEGATIVE = ("train.momentum", "train.weight_decay", "data.validation_size", "data.num_workers",
+            "data.eval_resize", "data.eval_crop")
+NON_NEGATIVE = ("train.momentum", "train.weight_decay", "data.validation_size", "data.num_workers", "data.lighting",
                 "model.checkpoint_segments", "train.checkpoint_every_minutes", "train.checkpoint_every_iterations")
 
 
@@ -63,8 +63,10 @@ def validate(config: Config) -> Config:
     data = config.data
     if len(data.scale) != 2 or not data.crop <= data.scale[0] <= data.scale[1]:
         raise ConfigError(f"data.scale must be [min, max] with data.crop <= min <= max, got {list(data.scale)}")
-    if data.crop > data.eval_resize:
-        raise ConfigError(f"data.crop ({data.crop}) must not exceed data.eval_resize ({data.eval_resize})")
+    eval_crop = data.eval_crop or data.crop
+    if eval_crop > data.eval_resize:
+        raise ConfigError(f"the evaluation crop ({eval_crop} px, data.eval_crop or data.crop) must not exceed "
+                          f"data.eval_resize ({data.eval_resize})")
     if data.loader == "stream" and data.name != "folder":
         raise ConfigError("data.loader=stream applies to image folders (data.name=folder)")
     if data.loader == "stream" and data.normalization == "per_pixel_mean":

@@ -160,11 +160,13 @@ def _build_streaming(config: DataConfig, seed: int, batch_size: int, device,
     normalizer = normalizer or channel_normalizer(train[0], config.crop, config.eval_resize, config.skip_bad)
     batches = StreamingBatches(*train, batch_size, normalizer, config.augment, seed, config.crop,
                                tuple(config.scale), config.eval_resize, config.num_workers, config.skip_bad, device,
-                               shard)
+                               shard, config.lighting)
     rank, world_size = shard
     evaluators = {name: (lambda split=split: streaming_eval_batches(
-        split[0][rank::world_size], split[1][rank::world_size], normalizer, config.crop, config.eval_resize,
+        split[0][rank::world_size], split[1][rank::world_size], normalizer, config.eval_crop or config.crop,
+        config.eval_resize,
         config.ten_crop, num_workers=config.num_workers, skip_bad=config.skip_bad, device=device))
         for name, split in (("val", val), ("test", test))}
     sizes = {"train": len(train[0]), "val": len(val[0]), "test": len(test[0])}
-    return DataBundle(batches, tuple(classes), normalizer, config.crop, config.eval_resize, sizes, [], evaluators)
+    return DataBundle(batches, tuple(classes), normalizer, config.eval_crop or config.crop, config.eval_resize, sizes,
+                      [], evaluators)

@@ -26,6 +26,8 @@ def split_identifiers(config: DataConfig, split: str, skipped: list | tuple = ()
     if config.name != "folder":
         return []
     if uses_streaming(config):
+        if config.skip_bad:  # a streamed unreadable file is replaced by its neighbour: names would not line up
+            return []
         _, val, test, _ = list_streaming_splits(config.root, config.validation_size, config.split_seed)
         return [str(path) for path in (val if split == "val" else test)[0]]
     listing = _list_images(Path(config.root).expanduser().resolve(), config.split_seed, FOLDER_TEST_FRACTION)

@@ -98,6 +98,8 @@ def _list_images(root: Path, split_seed: int, test_fraction: float) -> _Listing:
     if not root.is_dir():
         raise DataError(f"image folder {root} does not exist: check the path")
     train_dir, test_dir = root / "train", root / "test"
+    if not test_dir.is_dir() and (root / "val").is_dir():
+        test_dir = root / "val"  # ImageNet's layout: the validation set is the test split
     if train_dir.is_dir() != test_dir.is_dir():
         present, missing = (train_dir, test_dir) if train_dir.is_dir() else (test_dir, train_dir)
         raise DataError(f"{present} exists but {missing} does not: add {missing}/<class>/ folders, or put the "

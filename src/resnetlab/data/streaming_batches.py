@@ -44,10 +44,11 @@ class StreamingBatches:
     def __init__(self, paths: Sequence[Path], labels: Sequence[int], batch_size: int, normalizer: Normalizer,
                  augment: bool, seed: int, crop: int = 224, scale: tuple[int, int] = (256, 480), resize: int = 256,
                  num_workers: int = 2, skip_bad: bool = False, device: torch.device | str = "cpu",
-                 shard: tuple[int, int] = (0, 1)) -> None:
+                 shard: tuple[int, int] = (0, 1), lighting: float = 0.0) -> None:
         self.paths, self.labels, self.shard = list(paths), list(labels), shard
         self.batch_size, self.normalizer, self.seed, self.num_workers = batch_size, normalizer, seed, num_workers
-        self.transform = train_transform(crop, tuple(scale)) if augment else eval_transform(crop, resize)
+        self.transform = train_transform(crop, tuple(scale), lighting=lighting) if augment \
+            else eval_transform(crop, resize)
         self.skip_bad, self.device = skip_bad, torch.device(device)
         self.num_batches = len(self.paths) // batch_size  # incomplete last batch dropped (BN needs full batches)
         if self.num_batches == 0:
@@ -81,14 +82,16 @@ def streaming_eval_batches(paths: Sequence[Path], labels: Sequence[int], normali
 
 
 def list_streaming_splits(root: str | Path, validation_size: int, split_seed: int, test_fraction: float = 0.1):
-    """(train, val, test) as (paths, labels) pairs, and the classes: ``root/train`` + ``root/test``, or one folder
-    of class folders split by a seeded shuffle; validation images are held out of train by the same seed."""
+    """(train, val, test) as (paths, labels) pairs, and the classes: ``root/train`` + ``root/test`` (or
+    ``root/val``, ImageNet's layout, when there is no test/), or one folder of class folders split by a seeded
+    shuffle; validation images are held out of train by the same seed."""
     root = Path(root).expanduser()
     if (root / "train").is_dir():
         train_paths, train_labels, classes = list_image_files(root / "train")
-        test_paths, test_labels, test_classes = list_image_files(root / "test")
+        test_dir = root / "test" if (root / "test").is_dir() or not (root / "val").is_dir() else root / "val"
+        test_paths, test_labels, test_classes = list_image_files(test_dir)
         if test_classes != classes:
-            raise DataError(f"{root / 'test'} has classes {test_classes[:5]}... but {root / 'train'} has "
+            raise DataError(f"{test_dir} has classes {test_classes[:5]}... but {root / 'train'} has "
                             f"{classes[:5]}...: both splits need the same class folders")
     else:
         paths, labels, classes = list_image_files(root)

@@ -219,6 +219,35 @@ class Normalize:
         return f"{type(self).__name__}(mean={self.mean.tolist()}, std={self.std.tolist()})"
 
 
+# ImageNet's RGB principal components (pixels in [0, 1]): eigenvalues and eigenvectors (columns), as AlexNet's PCA
+# colour augmentation uses them (Krizhevsky et al. 2012; the values of fb.resnet.torch, which the ResNet paper's
+# "standard color augmentation" points to).
+IMAGENET_PCA_EIGENVALUES = (0.2175, 0.0188, 0.0045)
+IMAGENET_PCA_EIGENVECTORS = ((-0.5675, 0.7192, 0.4009), (-0.5808, -0.0045, -0.8140), (-0.5836, -0.6948, 0.4203))
+
+
+class Lighting:
+    """AlexNet's PCA colour augmentation on a float 3 x H x W tensor in [0, 1]: adds
+    ``eigenvectors @ (alpha * eigenvalues)`` to every pixel, alpha ~ N(0, ``std``) per component, per image."""
+
+    def __init__(self, std: float, eigenvalues: Sequence[float] = IMAGENET_PCA_EIGENVALUES,
+                 eigenvectors: Sequence[Sequence[float]] = IMAGENET_PCA_EIGENVECTORS):
+        if not std >= 0:
+            raise ValueError(f"lighting std must be >= 0, got {std}")
+        self.std = float(std)
+        self.eigenvalues = torch.tensor(eigenvalues, dtype=torch.float32)
+        self.eigenvectors = torch.tensor(eigenvectors, dtype=torch.float32)
+
+    def __call__(self, tensor: torch.Tensor, rng: random.Random | None = None) -> torch.Tensor:
+        rng = _need_rng(rng, type(self).__name__)
+        alpha = torch.tensor([rng.gauss(0.0, self.std) for _ in range(3)], dtype=torch.float32)
+        shift = self.eigenvectors @ (alpha * self.eigenvalues)
+        return tensor + shift[:, None, None]
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(std={self.std})"
+
+
 def _tensor_tail(mean: Sequence[float] | None, std: Sequence[float] | None) -> list:
     if (mean is None) != (std is None):
         raise ValueError("pass both mean and std, or neither (no normalization)")
@@ -226,15 +255,18 @@ def _tensor_tail(mean: Sequence[float] | None, std: Sequence[float] | None) -> l
 
 
 def train_transform(crop: int = 224, scale: tuple[int, int] = (256, 480), mean: Sequence[float] | None = None,
-                    std: Sequence[float] | None = None) -> Compose:
+                    std: Sequence[float] | None = None, lighting: float = 0.0) -> Compose:
     """He et al.'s training augmentation: shorter side random in `scale` px, random `crop` square, flip p = 0.5,
-    then a 3 x crop x crop float tensor, normalized per channel when mean and std are given."""
+    then a 3 x crop x crop float tensor with, if `lighting` > 0, AlexNet's PCA colour shift of that std
+    (`Lighting`), normalized per channel when mean and std are given."""
     min_size, max_size = scale
     if crop > min_size:
         raise ValueError(f"crop {crop} px is larger than the smallest resized shorter side {min_size} px: use "
                          f"crop <= scale[0] (the paper: crop 224, scale (256, 480))")
-    return Compose([RandomResizeShorterSide(min_size, max_size), RandomCrop(crop), RandomHorizontalFlip(0.5),
-                    *_tensor_tail(mean, std)])
+    tail = _tensor_tail(mean, std)
+    if lighting:
+        tail.insert(1, Lighting(lighting))
+    return Compose([RandomResizeShorterSide(min_size, max_size), RandomCrop(crop), RandomHorizontalFlip(0.5), *tail])
 
 
 def eval_transform(crop: int = 224, resize: int = 256, ten_crop: bool = False, mean: Sequence[float] | None = None,

@@ -35,6 +35,7 @@ class InitialWeights:
     kind: str  # for messages: "resnetlab checkpoint", "safetensors export", "state dict"
     state: dict[str, torch.Tensor]
     normalizer: Normalizer | None  # None: unknown (the run computes its own from the data)
+    classes: list[str] | None = None  # the class names the weights were trained on, where the file records them
 
 
 def imagenet_normalizer() -> Normalizer:
@@ -52,26 +53,31 @@ def open_initial_weights(source: str | Path) -> InitialWeights:
             raise WeightsMismatchError(f"{path} holds BN-folded weights (exported with --fuse-bn), which cannot be "
                                        "trained further; export the run again without --fuse-bn")
         normalizer = card.build_normalizer() if card is not None else None
-        return InitialWeights(str(path), "safetensors export", read_weights_file(path), normalizer)
+        classes = list(card.classes) if card is not None else None
+        return InitialWeights(str(path), "safetensors export", read_weights_file(path), normalizer, classes)
     checkpoint_file = path / "last.pt" if path.is_dir() else path
     if not checkpoint_file.is_file():
         raise CheckpointError(f"model.weights: {path} not found; give a .pth/.pt/.safetensors file, a run folder or "
                               "the name of published weights")
     loaded = load_checkpoint(checkpoint_file)
     if isinstance(loaded, dict) and "config" in loaded and "model" in loaded and "normalizer" in loaded:
+        classes = list(loaded.get("classes") or []) or None
         return InitialWeights(str(checkpoint_file), "resnetlab checkpoint", dict(loaded["model"]),
-                              Normalizer.from_state_dict(loaded["normalizer"]))
+                              Normalizer.from_state_dict(loaded["normalizer"]), classes)
     # Any other file is taken as a torchvision-style state dict: trained on ImageNet's normalization.
     return InitialWeights(str(checkpoint_file), "state dict", read_weights_file(checkpoint_file), imagenet_normalizer())
 
 
-def load_initial_weights(model: nn.Module, weights: InitialWeights, log: Callable[[str], None]) -> list[str]:
-    """Load ``weights`` into ``model``; a classifier of another shape is left as initialised (its keys are
-    returned and logged). Any other mismatch is a `WeightsMismatchError` naming the first keys."""
+def load_initial_weights(model: nn.Module, weights: InitialWeights, log: Callable[[str], None],
+                         classes: list[str] | None = None) -> list[str]:
+    """Load ``weights`` into ``model``; a classifier of another shape, or trained on other class names than
+    ``classes`` (where the file records them), is left as initialised (its keys are returned and logged). Any
+    other mismatch is a `WeightsMismatchError` naming the first keys."""
     state = strip_wrapper_prefixes(weights.state)
     expected = model.state_dict()
+    other_classes = bool(classes and weights.classes and list(classes) != list(weights.classes))
     fresh = [key for key in expected if key.startswith(CLASSIFIER + ".") and key in state
-             and tuple(state[key].shape) != tuple(expected[key].shape)]
+             and (other_classes or tuple(state[key].shape) != tuple(expected[key].shape))]
     kept = {key: value for key, value in state.items() if key not in fresh}
     mismatch = Mismatch.between(model, kept)
     missing_beyond_fresh = [key for key in mismatch.missing if key not in fresh]
@@ -83,7 +89,9 @@ def load_initial_weights(model: nn.Module, weights: InitialWeights, log: Callabl
     log(f"weights: {len(kept)} tensors from {weights.kind} {weights.source}")
     if fresh:
         shapes = ", ".join(f"{key} {tuple(state[key].shape)} -> {tuple(expected[key].shape)}" for key in fresh)
-        log(f"weights: the classifier starts afresh for this data set's classes ({shapes})")
+        why = (f"the file's classes ({', '.join(weights.classes[:4])}, ...) are not these"
+               if other_classes else "another number of classes")
+        log(f"weights: the classifier starts afresh for this data set's classes ({why}; {shapes})")
     return fresh
 
 

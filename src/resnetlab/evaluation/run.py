@@ -13,6 +13,7 @@ import torch
 from resnetlab.data.datasets import build_data
 from resnetlab.data.errors import DataError
 from resnetlab.data.identifiers import name_images, split_identifiers
+from resnetlab.deploy.initial_weights import check_normalizer_fits
 from resnetlab.evaluation.scores import (
     Predictions,
     format_table,
@@ -23,7 +24,6 @@ from resnetlab.evaluation.scores import (
 from resnetlab.evaluation.subject import Subject, open_subject
 
 RANKED = 5  # classes kept per image: top-5 error and the CSV's top-3
-EVAL_BATCH = 256  # images per forward pass (evaluation only: no gradients kept)
 
 
 @dataclass
@@ -36,7 +36,9 @@ class EvalResult:
 @torch.no_grad()
 def predict_split(subject: Subject, split: str, device: str = "cpu") -> Predictions:
     """Run ``subject`` over every image of ``split`` of its data, in order."""
-    data = build_data(subject.data, 0, EVAL_BATCH, device, subject.normalizer)
+    # The training split is listed, never read: a batch of 1 fits any folder's training split.
+    data = build_data(subject.data, 0, 1, device, subject.normalizer)
+    check_normalizer_fits(subject.normalizer, data.image_size)
     if tuple(data.classes) != tuple(subject.classes):
         raise DataError(f"the classes of {subject.data.root} ({', '.join(data.classes[:6])}"
                         f"{', ...' if len(data.classes) > 6 else ''}) differ from the model's "

@@ -60,7 +60,8 @@ def resolve_config(row: Row, budget: str, plan: Plan, seed: int, data: Sequence[
 # (dotted key, default) of config keys newer than the first runs
 ADDED_LATER = (("model.sync_bn", False), ("train.label_smoothing", 0.0), ("model.weights", None),
                ("train.freeze", "none"), ("train.backbone_lr_scale", 1.0), ("train.checkpoint_every_minutes", 10.0),
-               ("train.checkpoint_every_iterations", 0), ("train.keep_checkpoints", 2))
+               ("train.checkpoint_every_iterations", 0), ("train.keep_checkpoints", 2), ("data.lighting", 0.0),
+               ("data.eval_crop", None))
 
 
 def run_name(row: Row, budget: str, seed: int, config: Config) -> str:

@@ -18,13 +18,15 @@ def top_k_errors(logits: torch.Tensor, labels: torch.Tensor, ks: tuple[int, ...]
 @torch.no_grad()
 def evaluate(model: torch.nn.Module, batches, num_classes: int,
              memory_format: torch.memory_format = torch.contiguous_format,
-             distributed: Distributed = SINGLE) -> dict | None:
+             distributed: Distributed = SINGLE, per_class: bool = False) -> dict | None:
     """Loss, top-1 and (for more than 10 classes) top-5 error over a split; None for an empty split.
+    ``per_class``: also the top-1 accuracy of each class (``per_class_accuracy``, None for a class with no image).
 
     ``distributed``: ``batches`` are this rank's shard of the split; the counts are summed over the ranks."""
     model.eval()
     ks = (1, 5) if num_classes > 10 else (1,)
     total, loss_sum, errors = 0, 0.0, [0] * len(ks)
+    class_images, class_correct = torch.zeros(num_classes, dtype=torch.int64), torch.zeros(num_classes, dtype=torch.int64)
     for images, labels in batches:
         if images.ndim == 4:
             images = images.contiguous(memory_format=memory_format)
@@ -35,10 +37,18 @@ def evaluate(model: torch.nn.Module, batches, num_classes: int,
         loss_sum += float(F.cross_entropy(logits, labels, reduction="sum"))
         errors = [e + n for e, n in zip(errors, top_k_errors(logits, labels, ks))]
         total += len(labels)
+        if per_class:
+            labels = labels.cpu()
+            class_images += torch.bincount(labels, minlength=num_classes)
+            class_correct += torch.bincount(labels[logits.argmax(1).cpu() == labels], minlength=num_classes)
     total, loss_sum, *errors = distributed.sum([total, loss_sum, *errors])
     if total == 0:
         return None
     result = {"loss": loss_sum / total, "error": errors[0] / total}
+    if per_class:
+        counts = distributed.sum([*class_images.tolist(), *class_correct.tolist()])
+        images, correct = counts[:num_classes], counts[num_classes:]
+        result["per_class_accuracy"] = [c / n if n else None for c, n in zip(correct, images)]
     if len(ks) > 1:
         result["top5_error"] = errors[1] / total
     return result

@@ -22,6 +22,7 @@ from torch import nn
 
 from resnetlab.layers.batchnorm import ReferenceBatchNorm2d
 from resnetlab.training.evaluation import evaluate
+from resnetlab.training.finetune import set_training_mode
 from resnetlab.training.metrics_log import MetricsLog
 
 CURVE_FILE = "curve.jsonl"
@@ -109,7 +110,7 @@ class TrainingCurve:
             self._held_out = spread_subset(run.data.eval_batches(self.split), run.data.split_sizes[self.split],
                                            self.eval_images)
         result = evaluate(run.model, self._held_out, len(run.data.classes), run.memory_format)
-        run.model.train()  # the trainer's clock is stopped while probes run: this costs no training time
+        set_training_mode(run.model, run.frozen)  # the trainer's clock is stopped while probes run: no training time
         return None if result is None else result["error"]
 
     def close(self) -> None:

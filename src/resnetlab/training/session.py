@@ -65,10 +65,12 @@ class Session:
     def __init__(self, run: Run, run_dir: Path, log: Callable[[str], None], resumed_at: int | None) -> None:
         self.run, self.run_dir, self.log, self.resumed_at = run, run_dir, log, resumed_at
         self.main = run.distributed.is_main
-        self.metrics = MetricsLog(run_dir, resume_after_iteration=resumed_at, write=self.main)
+        self.metrics = MetricsLog(run_dir, resume_after_iteration=resumed_at, write=self.main,
+                                  completed_epochs=run.state.epoch if resumed_at is not None else None)
         self.probes: Sequence[Probe] = ()
         self.bar = None
         self.saved_at = _now()  # when the last checkpoint was written (or the run opened), in seconds
+        self.saved_iteration = run.state.iteration  # ... and at which iteration
 
     # ---- start or resume -----------------------------------------------------------------------------------
     @classmethod
@@ -146,19 +148,26 @@ class Session:
             raise
 
     def save(self) -> None:
-        """Write the checkpoint at the current position (rank 0), keeping train.keep_checkpoints of them."""
+        """Write the checkpoint at the current position (rank 0), keeping train.keep_checkpoints of them; a
+        second save at the same iteration (the epoch's end after a save at its last step) replaces the first."""
+        iteration = self.run.state.iteration
+        keep = 1 if iteration == self.saved_iteration else self.run.config.train.keep_checkpoints
         if self.main:
-            save_checkpoint(checkpoint_state(self.run), self.run_dir / LAST_CHECKPOINT,
-                            keep=self.run.config.train.keep_checkpoints)
-        self.saved_at = _now()
+            save_checkpoint(checkpoint_state(self.run), self.run_dir / LAST_CHECKPOINT, keep=keep)
+        self.saved_at, self.saved_iteration = _now(), iteration
 
     def _after_step(self, state, loss: float, batch_error: float) -> None:
         self.bar.update(1)
         for probe in self.probes:
             probe.after_step(self.run, loss, batch_error)
-        train = self.run.config.train  # within an epoch too: a kill loses minutes, not the epoch
+        # Within an epoch too: a kill loses minutes, not the epoch. Steps read in groups (a GPU) arrive here
+        # together at the group's last position, so an interval counts as reached when it was crossed.
+        train = self.run.config.train
         every, minutes = train.checkpoint_every_iterations, train.checkpoint_every_minutes
-        if (every and state.iteration % every == 0) or (minutes and _now() - self.saved_at >= 60 * minutes):
+        if state.iteration == self.saved_iteration:
+            return
+        if (every and state.iteration // every > self.saved_iteration // every) or \
+                (minutes and _now() - self.saved_at >= 60 * minutes):
             self.save()
 
     # ---- end of epoch ---------------------------------------------------------------------------------------
@@ -191,7 +200,7 @@ class Session:
         run, record = self.run, {}
         for split in ("val", "test"):
             result = evaluate(run.model, run.data.eval_batches(split), len(run.data.classes), run.memory_format,
-                              run.distributed)
+                              run.distributed, per_class=split == "test" and self.finished)
             record.update({f"{split}_{key}": value for key, value in (result or {}).items()})
         return record
 
@@ -220,6 +229,8 @@ class Session:
             "model": run.config.model.name, "data": run.config.data.name, "iterations": run.state.iteration,
             "epochs": len(records), "final_test_error": last.get("test_error"),
             "final_test_top5_error": last.get("test_top5_error"),
+            "final_test_per_class_accuracy": dict(zip(run.data.classes, last["test_per_class_accuracy"]))
+            if last.get("test_per_class_accuracy") else None,
             "best_val_error": run.state.best_val_error, "best_epoch": run.state.best_epoch,
             "test_error_at_best_val": run.state.test_error_at_best_val,
             "train_seconds": sum(r.get("epoch_seconds", 0.0) for r in records),

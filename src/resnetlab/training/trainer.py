@@ -26,7 +26,7 @@ from resnetlab.layers.stochastic_depth import set_gate_generator
 from resnetlab.schedules import LRSchedule, epochs_to_iterations
 from resnetlab.training.checkpoint import capture_rng_state, restore_rng_state
 from resnetlab.training.distributed import SINGLE, Distributed, check_global_batch, wrap_for_training
-from resnetlab.training.finetune import freeze
+from resnetlab.training.finetune import freeze, frozen_modules
 from resnetlab.training.performance import memory_format, prepare_forward, should_compile, tune_allocator
 from resnetlab.training.precision import PrecisionChoice, resolve_precision
 from resnetlab.training.step import TrainStep, make_optimizer
@@ -128,8 +128,8 @@ def build_run(config: Config, device: str | torch.device = "cpu", log: Callable[
                           f"of {config.data.name}; remove it (the data set's count is the default) or raise it")
     model = config.model.build(len(data.classes))
     if initial is not None:
-        load_initial_weights(model, initial, log)
-    frozen = freeze(model, config.train.freeze)
+        load_initial_weights(model, initial, log, classes=list(data.classes))
+    freeze(model, config.train.freeze)  # before DDP wraps it: DDP only tracks parameters that need gradients
     model.to(device)
     gates = torch.Generator()  # CPU: the gates are decided on the host, no device sync
     set_gate_generator(model, gates)
@@ -138,6 +138,7 @@ def build_run(config: Config, device: str | torch.device = "cpu", log: Callable[
     model.to(memory_format=memory_format(config.train.channels_last))
     trained = wrap_for_training(model, distributed, device, config.model.sync_bn)
     model = getattr(trained, "module", trained)  # sync_bn replaced the BN layers inside it
+    frozen = frozen_modules(model, config.train.freeze)  # the modules as they are now (eval mode in training)
     forward = prepare_forward(trained, channels_last=config.train.channels_last,
                               compile=should_compile(config.train.compile, total, model), log=log)
     optimizer = make_optimizer(model, config.train)
