@@ -225,6 +225,7 @@ def test_statistics_and_claims():
     assert ordered_claim("deeper is worse", rising, "x", increasing=True).shown is True
     assert ordered_claim("deeper is better", rising, "x", increasing=False).shown is False
     assert ordered_claim("missing", [rising[0], None], "x", increasing=True).shown is None
+    assert ordered_claim("one row orders nothing", rising[:1], "x", increasing=True).shown is None
 
 
 def test_a_stalled_start_is_noted_from_the_curve():

@@ -35,6 +35,8 @@ def ordered_claim(statement: str, rows: list[RowResult | None], key: str, *, inc
     values = [median_of(row, key) for row in rows]
     if any(row is None for row in rows) or any(v is None for v in values):
         return Claim(statement, None, "(a row has no finished run)")
+    if len(rows) < 2:  # an ordering needs two rows (`reproduce --rows` may run fewer)
+        return Claim(statement, None, f"(needs two rows or more; this report holds {len(rows)})")
     pairs = list(itertools.pairwise(values))
     shown = all((b > a) if increasing else (b < a) for a, b in pairs)
     evidence = f"Ours ({what}, %): " + ", ".join(f"{row.label} {100 * v:.2f}" for row, v in zip(rows, values)) + "."
