@@ -24,7 +24,7 @@ from resnetlab.training.probes import TrainingCurve, layer_response_stds, spread
 from resnetlab.training.session import train
 
 EXPERIMENTS = ("degradation", "cifar-depth", "layer-responses", "identity-shortcuts", "identity-activations",
-               "preact-depth", "stochastic-depth", "batchnorm")  # the issue's list, in its order
+               "preact-depth", "stochastic-depth", "batchnorm", "warmup-pilot")  # the issues' lists, in order
 RESNET_CIFAR_ITERATIONS = 64000  # He et al. 2015: stop at 64k iterations, lr /10 at 32k and 48k
 RESNET_CIFAR_MILESTONES = (32000, 48000)
 SD_EPOCHS, SD_MILESTONE_EPOCHS = 500, (250, 375)  # Huang et al. 2016: 500 epochs, /10 at 250 and 375

@@ -36,6 +36,7 @@ class Plan:
     eval_every: int = 1  # epochs between evaluations of the validation and test splits (always at the end)
     validation_size: int | None = None  # None: the recipe's held-out split; 0 trains on every training image
     metric: str = "test_error_at_best_val"  # the summary field the budget's tables and claims compare
+    compress: bool = True  # move the recipe's milestones with its length (False: run its first iterations as they are)
     compile: bool | None = None  # None: the trainer's rule (compile runs of >= 1000 iterations)
     rows: tuple[str, ...] | None = None  # labels of the rows this budget runs; None: every row
     # Cheap budgets may run a smaller stand-in: (model in the recipe, overrides that replace it).
@@ -54,11 +55,14 @@ SMOKE = Plan(iterations=2, batch_size=8, curve_every=1, eval_images=8,
              note="The smoke budget runs the 1001- and 1202-layer rows on their 164- and 110-layer counterparts.")
 
 
-def shorten_overrides(config: Config, iterations: int) -> list[str]:
-    """Overrides that stop ``config``'s recipe after ``iterations`` with its schedule compressed to fit."""
+def shorten_overrides(config: Config, iterations: int, compress: bool = True) -> list[str]:
+    """Overrides that stop ``config``'s recipe after ``iterations`` with its schedule compressed to fit (or, with
+    ``compress=False``, its first ``iterations`` as they are: milestones after the end simply never come)."""
     train, schedule = config.train, config.train.schedule
     length = train.iterations if train.epochs is None else train.epochs  # in the schedule's own unit
-    factor = iterations / length
+    if not compress and (train.epochs is not None or schedule.unit != "iterations"):
+        raise ValueError("a budget that keeps the recipe's milestones needs a recipe counted in iterations")
+    factor = iterations / length if compress else 1.0
     milestones = sorted({round(m * factor) for m in schedule.milestones} - {0})
     milestones = [m for m in milestones if m < iterations]
     overrides = [f"train.iterations={iterations}", "train.schedule.unit=iterations",

@@ -16,7 +16,8 @@ from resnetlab.training.metrics_log import read_metrics
 MANIFEST_FILE = "experiment.json"  # a report folder's list of rows and runs, written by `resnetlab reproduce`
 # The summary fields a budget's tables and claims compare (`Plan.metric`), as the report names them.
 METRIC_LABELS = {"test_error_at_best_val": "test error at the epoch of lowest validation error",
-                 "final_test_error": "test error after the last iteration"}
+                 "final_test_error": "test error after the last iteration",
+                 "final_train_error": "training error over the last window of iterations"}
 
 
 class ReportFolderError(ResnetlabError, FileNotFoundError):

@@ -46,7 +46,7 @@ def resolve_config(row: Row, budget: str, plan: Plan, seed: int, data: Sequence[
         # A smaller stand-in needs no activation checkpointing (set for the 1001/1202-layer recipes).
         overrides.append("model.checkpoint_segments=0")
     if plan.iterations is not None:
-        overrides += shorten_overrides(recipe, plan.iterations)
+        overrides += shorten_overrides(recipe, plan.iterations, plan.compress)
     if plan.batch_size is not None:
         overrides.append(f"train.batch_size={plan.batch_size}")
     if plan.compile is not None:
@@ -135,6 +135,7 @@ def reproduce(experiment: Experiment, budget: str, *, seeds: int | None = None, 
         + (f" --data {shlex.quote(str(data))}" if data else ""),
         "plan": {"iterations": plan.iterations, "batch_size": plan.batch_size, "curve_every": plan.curve_every,
                  "eval_images": plan.eval_images, "note": plan.note, "metric": plan.metric,
+                 "compress": plan.compress,
                  "substitute": {model: list(overrides) for model, overrides in plan.substitute}},
         "rows": [],
     }

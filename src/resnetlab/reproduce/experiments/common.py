@@ -53,9 +53,11 @@ def budget_notes(results: ExperimentResults) -> list[str]:
     train, data = run.config["train"], run.config["data"]
     if manifest["budget"] != "paper" and results.rows:
         length = train.get("iterations")
+        moved = ("with the learning-rate steps moved in proportion" if manifest["plan"].get("compress", True)
+                 else "its learning rate as the recipe has it over those iterations (no step comes that early)")
         notes.append(f"Length: each run stopped after {length} iterations of batch {train['batch_size']}, against "
                      f"{results.rows[0].recipe_length} of batch {results.rows[0].recipe_batch_size} in the paper's "
-                     "recipe, with the learning-rate steps moved in proportion. Such short runs end far from "
+                     f"recipe, {moved}. Such short runs end far from "
                      "convergence, so every error here is well above the paper's; only comparisons between rows "
                      "trained the same way carry over, and even those can change with longer training.")
     if data["name"] == "folder":
@@ -75,10 +77,14 @@ def budget_notes(results: ExperimentResults) -> list[str]:
 
 
 def stall(row: RowResult | None) -> dict | None:
-    """Where a row's first steps diverged and stalled the net, from its training curve: the window where the
+    """Where a row's first steps diverged and stalled the net (`run_stall` of its first finished run)."""
+    return run_stall(first_finished(row))
+
+
+def run_stall(run) -> dict | None:
+    """Where a run's first steps diverged and stalled the net, from its training curve: the window where the
     mean |gradient| of the first convolution was lowest, when that is more than `STALL_FACTOR`-fold below the
     first window's (None: no stall, or no curve)."""
-    run = first_finished(row)
     curve = [r for r in (run.curve if run else []) if r.get("grad_first_conv") is not None]
     if len(curve) < 2 or not curve[0]["grad_first_conv"]:
         return None

@@ -1,0 +1,81 @@
+"""The warm-up pilot: does He et al.'s warm-up (lr 0.01 for the first 400 iterations, then the recipe) remove the
+early stall of ResNet-56, ResNet-110 and plain-56 at lr 0.1? Each net runs the first 1,000 iterations of its
+recipe as they are (no compressed schedule) with and without the warm-up, 3 seeds; the training curve records
+the training error and the first convolution's mean |gradient| every 25 iterations. The `cpu` budgets of the
+CIFAR experiments start every row with this warm-up because of what this pilot shows (or not)."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+from resnetlab.reproduce import figures
+from resnetlab.reproduce.budgets import SMOKE, Plan
+from resnetlab.reproduce.experiment import Analysis, Claim, Experiment, Figure, Row
+from resnetlab.reproduce.experiments.common import budget_notes, run_stall
+
+PAPER = "He et al. 2016, Identity Mappings in Deep Residual Networks (the warm-up); He et al. 2015 (the recipes)"
+WARMUP_ITERATIONS, WARMUP_LR = 400, 0.01  # He et al. 2016: lr 0.01 for the first 400 iterations
+NETS = (("ResNet-56", "resnet/table6_cifar10_resnet56.yaml"), ("ResNet-110", "resnet/table6_cifar10_resnet110.yaml"),
+        ("plain-56", "resnet/fig6_cifar10_plain56.yaml"))
+NO_WARMUP = ("train.schedule.warmup.kind=none",)  # ResNet-110's recipe has the error-threshold rule: off
+WARMUP = ("train.schedule.warmup.kind=constant", f"train.schedule.warmup.steps={WARMUP_ITERATIONS}",
+          f"train.schedule.warmup.lr={WARMUP_LR}")
+ROWS = tuple(Row(f"{net}, {kind}", recipe, net, overrides)
+             for net, recipe in NETS for kind, overrides in (("lr 0.1 from the start", NO_WARMUP),
+                                                             ("warm-up", WARMUP)))
+# cpu: the recipes' first 1,000 iterations (lr 0.1, no milestone reached), 3 seeds, a curve point every 25.
+PILOT = Plan(iterations=1000, seeds=3, curve_every=25, compress=False, metric="final_train_error",
+             note="Each run is the first 1,000 iterations of the recipe as it is (lr 0.1; no milestone comes "
+                  "before 32,000), with and without lr 0.01 for the first 400 iterations.")
+
+
+def _stalls(row) -> list[bool]:
+    return [run_stall(run) is not None for run in row.runs if run.finished]
+
+
+def _window_mean(row, key: str, first: int, last: int) -> float | None:
+    values = [r[key] for run in row.runs for r in run.curve
+              if first < r["iteration"] <= last and r.get(key) is not None]
+    return sum(values) / len(values) if values else None
+
+
+def _analyze(results, report_dir: Path) -> Analysis:
+    analysis = Analysis(notes=budget_notes(results))
+    for key, file, label, log_y in (("train_error", "train_error.png", "training error", False),
+                                    ("grad_first_conv", "first_layer_gradient.png", "mean |gradient|, first conv",
+                                     True)):
+        panels = {net: {f"{row.label.split(', ')[1]}, seed {seed}": (
+            [r["iteration"] for r in run.curve], [r[key] for r in run.curve])
+            for row in results.group(net) for seed, run in enumerate(row.runs) if run.finished}
+            for net, _ in NETS}
+        figures.line_panels(panels, report_dir / file, "iteration", label, log_y=log_y)
+        analysis.figures.append(Figure(file, f"{label.capitalize()} over the first 1,000 iterations, every seed, "
+                                       "with and without the warm-up (window means of 25 iterations)."))
+    for title, (first, last) in (("train error, iterations 1-100 (%)", (0, 100)),
+                                 ("train error, iterations 901-1000 (%)", (900, 1000))):
+        analysis.columns[title] = {row.label: "-" if (v := _window_mean(row, "train_error", first, last)) is None
+                                   else f"{100 * v:.1f}" for row in results.rows}
+    analysis.columns["seeds stalled"] = {row.label: f"{sum(_stalls(row))}/{len(_stalls(row))}" for row in results.rows}
+    for net, _ in NETS:
+        plain, warmed = results.group(net)
+        stalled, warm_stalled = _stalls(plain), _stalls(warmed)
+        statement = f"With the warm-up no seed of {net} stalls in its first 1,000 iterations."
+        if not warm_stalled:
+            analysis.claims.append(Claim(statement, None, "(no finished run)"))
+            continue
+        evidence = (f"Ours: stalled seeds {sum(stalled)}/{len(stalled)} at lr 0.1 from the start, "
+                    f"{sum(warm_stalled)}/{len(warm_stalled)} with the warm-up.")
+        analysis.claims.append(Claim(statement, not any(warm_stalled), evidence))
+    return analysis
+
+
+EXPERIMENTS: list[Experiment] = []
+EXPERIMENTS.append(Experiment(
+    name="warmup-pilot", title="Warm-up pilot: the first 1,000 iterations with and without lr 0.01 for 400",
+    paper=PAPER,
+    summary="At lr 0.1 from the first step deep CIFAR nets can diverge in a few iterations and stall near chance; "
+            "He et al. warm ResNet-110 up at 0.01. Does 400 iterations at 0.01 remove the stall?",
+    rows=ROWS, plans={"smoke": replace(SMOKE, metric="final_train_error"), "cpu": PILOT,
+                      "paper": PILOT},
+    analyze=_analyze))
