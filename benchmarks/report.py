@@ -280,7 +280,7 @@ def earlier_sections(page: Path) -> dict[str, list[str]]:
                 sections[name] = [line, "", f"(Kept from the page before: {name} was not committed then; rerun "
                                             "its benchmark to regenerate this section.)"]
                 continue
-        if current is not None:
+        if current is not None and not line.startswith("(Kept from the page before"):  # noted once, above
             sections[current].append(line)
     return sections
 

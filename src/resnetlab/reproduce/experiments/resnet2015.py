@@ -84,6 +84,10 @@ def _analyze_cifar_depth(results, report_dir: Path) -> Analysis:
                           "depth (layers)", "test error (%)", "CIFAR-10 test error by depth (Table 6)")
     analysis.figures.append(Figure("error_vs_depth.png", f"{METRIC_LABELS[results.metric].capitalize()} against "
                                    "depth, ours (median over seeds) and the paper's Table 6."))
+    curves = {row.label: (curve_series(row, "train_error"), curve_series(row, "test_error")) for row in rows}
+    figures.plot_error_curves({"CIFAR-10 ResNets": curves}, report_dir / "error_curves.png")
+    analysis.figures.append(Figure("error_curves.png", "Training error (dashed, mean over each window of iterations) "
+                                   "and test error (bold) over training, first seed of each row, as in Fig. 6."))
     analysis.claims.append(ordered_claim("Test error falls with depth from ResNet-20 to ResNet-110.",
                                          [r for r in rows if r.label != "ResNet-1202"], results.metric,
                                          increasing=False, what="test error"))
