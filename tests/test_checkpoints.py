@@ -2,6 +2,7 @@
 a kill during a write leaving the last good one intact, and a resume that skips an unreadable newest file. Each
 resumed run must end with the bits of an uninterrupted one."""
 
+import json
 import os
 import signal
 import subprocess
@@ -116,7 +117,8 @@ def test_checkpoints_by_time_and_how_many_are_kept(tmp_path, monkeypatch):
     train(tiny_config(tmp_path, "run.name=timed", "train.checkpoint_every_minutes=0.5", "train.checkpoint_every=100",
                       "train.keep_checkpoints=3"), log=quiet)
     folder = tmp_path / "timed"
-    saved = [load_checkpoint(folder / name)["train_state"]["iteration"] for name in ("last.pt", "last-1.pt", "last-2.pt")]
+    saved = [load_checkpoint(folder / name)["train_state"]["iteration"]
+             for name in ("last.pt", "last-1.pt", "last-2.pt")]
     assert saved == [18, 15, 10] and not (folder / "last-3.pt").exists()
     train(tiny_config(tmp_path, "run.name=single", "train.keep_checkpoints=1"), log=quiet)
     assert [p.name for p in (tmp_path / "single").glob("last*.pt")] == ["last.pt"]
@@ -135,3 +137,15 @@ def test_steps_read_in_groups_checkpoint_once_per_crossed_interval(tmp_path, mon
     folder = tmp_path / "grouped"
     saved = [load_checkpoint(folder / name)["train_state"]["iteration"] for name in ("last.pt", "last-1.pt")]
     assert saved == [11, 10]
+
+
+def test_resuming_a_run_that_ended_mid_epoch_keeps_its_last_record(tmp_path):
+    # 8 iterations of 6-iteration epochs: the run ends in epoch 2, whose record is written before the final
+    # checkpoint although that checkpoint's epoch counter still says epoch 2 is in progress.
+    config = tiny_config(tmp_path, "run.name=short", "train.iterations=8")
+    first = train(config, log=quiet)
+    metrics = (tmp_path / "short" / "metrics.jsonl").read_text()
+    assert [json.loads(line)["epoch"] for line in metrics.splitlines()] == [1, 2]
+    again = train(resume=tmp_path / "short", log=quiet)
+    assert (tmp_path / "short" / "metrics.jsonl").read_text() == metrics
+    assert again["final_test_error"] == first["final_test_error"] and again["epochs"] == 2

@@ -7,7 +7,8 @@ transforms accept the same argument and ignore it, so any chain of them composes
 
 The recipe: train = shorter side resized to a random integer in [256, 480], random 224 x 224 crop, horizontal
 flip with p = 0.5; test = shorter side 256, centre 224 crop, or the 10 crops (4 corners + centre, and the same of
-the mirrored image). The paper's colour augmentation (Krizhevsky's PCA lighting) is not implemented here.
+the mirrored image). The paper's colour augmentation, Krizhevsky's PCA lighting (`Lighting`), follows the crop and
+flip when asked (`data.lighting`).
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-__all__ = ["CenterCrop", "Compose", "Normalize", "RandomCrop", "RandomHorizontalFlip", "RandomResizeShorterSide",
+__all__ = ["CenterCrop", "Compose", "Lighting", "Normalize", "RandomCrop", "RandomHorizontalFlip", "RandomResizeShorterSide",
            "ResizeShorterSide", "TenCrop", "ToTensor", "eval_transform", "train_transform"]
 
 _PIXEL_SCALE = 255.0  # uint8 pixels to [0, 1]

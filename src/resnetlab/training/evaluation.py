@@ -26,7 +26,8 @@ def evaluate(model: torch.nn.Module, batches, num_classes: int,
     model.eval()
     ks = (1, 5) if num_classes > 10 else (1,)
     total, loss_sum, errors = 0, 0.0, [0] * len(ks)
-    class_images, class_correct = torch.zeros(num_classes, dtype=torch.int64), torch.zeros(num_classes, dtype=torch.int64)
+    class_images = torch.zeros(num_classes, dtype=torch.int64)
+    class_correct = torch.zeros(num_classes, dtype=torch.int64)
     for images, labels in batches:
         if images.ndim == 4:
             images = images.contiguous(memory_format=memory_format)

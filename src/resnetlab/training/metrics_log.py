@@ -17,14 +17,16 @@ class MetricsLog:
     ``write=False`` keeps the records in memory only (the ranks other than 0 of a distributed run)."""
 
     def __init__(self, run_dir: str | Path, resume_after_iteration: int | None = None, tensorboard: bool = True,
-                 filename: str = METRICS_FILE, write: bool = True, completed_epochs: int | None = None):
+                 filename: str = METRICS_FILE, write: bool = True, kept_records: int | None = None):
         self.path = Path(run_dir) / filename
         self.write = write
         self.records: list[dict] = []
         if resume_after_iteration is not None and self.path.exists():
-            # Per-epoch records are kept by epoch: a checkpoint at an epoch's last step may precede its record.
-            kept = [r for r in read_metrics(self.path) if (r["epoch"] <= completed_epochs if completed_epochs
-                                                           is not None else r["iteration"] <= resume_after_iteration)]
+            # ``kept_records``: how many records the checkpoint had seen (one saved at an epoch's last step comes
+            # before that epoch's record); without it, the records up to the checkpoint's iteration.
+            records = read_metrics(self.path)
+            kept = records[:kept_records] if kept_records is not None else \
+                [r for r in records if r["iteration"] <= resume_after_iteration]
             if write:
                 self.path.write_text("".join(json.dumps(r) + "\n" for r in kept))
             self.records = kept

@@ -62,11 +62,14 @@ def new_run_dir(config: Config, run_dir: str | Path | None = None) -> Path:
 class Session:
     """One run and its folder: the steps of `train`, each small enough to read on its own."""
 
-    def __init__(self, run: Run, run_dir: Path, log: Callable[[str], None], resumed_at: int | None) -> None:
+    def __init__(self, run: Run, run_dir: Path, log: Callable[[str], None], resumed_at: int | None,
+                 logged_epochs: int | None = None) -> None:
         self.run, self.run_dir, self.log, self.resumed_at = run, run_dir, log, resumed_at
         self.main = run.distributed.is_main
+        # A resume keeps the per-epoch records its checkpoint had seen (checkpoints before that count: those up
+        # to its iteration)
         self.metrics = MetricsLog(run_dir, resume_after_iteration=resumed_at, write=self.main,
-                                  completed_epochs=run.state.epoch if resumed_at is not None else None)
+                                  kept_records=logged_epochs)
         self.probes: Sequence[Probe] = ()
         self.bar = None
         self.saved_at = _now()  # when the last checkpoint was written (or the run opened), in seconds
@@ -115,7 +118,7 @@ class Session:
                 f"({run.precision.reason}), so it will not end with the bits of an uninterrupted run")
         log(f"resuming {folder} at iteration {run.state.iteration} (epoch {run.state.epoch + 1}), "
             f"{run.precision.describe()}")
-        return cls(run, folder, log, resumed_at=run.state.iteration)
+        return cls(run, folder, log, resumed_at=run.state.iteration, logged_epochs=checkpoint.get("logged_epochs"))
 
     def open(self, probes: Sequence[Probe], progress: bool | None) -> None:
         """Start the probes and the progress bar (counted in images, so it shows images/s and the ETA)."""
@@ -153,7 +156,8 @@ class Session:
         iteration = self.run.state.iteration
         keep = 1 if iteration == self.saved_iteration else self.run.config.train.keep_checkpoints
         if self.main:
-            save_checkpoint(checkpoint_state(self.run), self.run_dir / LAST_CHECKPOINT, keep=keep)
+            state = {**checkpoint_state(self.run), "logged_epochs": len(self.metrics.records)}
+            save_checkpoint(state, self.run_dir / LAST_CHECKPOINT, keep=keep)
         self.saved_at, self.saved_iteration = _now(), iteration
 
     def _after_step(self, state, loss: float, batch_error: float) -> None:
