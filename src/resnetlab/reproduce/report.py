@@ -186,6 +186,8 @@ def build_report(report_dir: str | Path) -> Path:
     report_dir = Path(report_dir)
     results = load_results(report_dir)
     experiment = get_experiment(results.manifest["experiment"])
+    # Manifests written before they recorded the budget's metric: the plan's, as the experiment defines it.
+    results.manifest["plan"].setdefault("metric", experiment.plans[results.manifest["budget"]].metric)
     analysis = experiment.analyze(results, report_dir)
     blocks = build_blocks(experiment, results, analysis)
     (report_dir / REPORT_MD).write_text(render_markdown(blocks))
