@@ -158,7 +158,6 @@ def _compile(model: nn.Module, sample: torch.Tensor) -> Callable[[torch.Tensor],
     the config patch (the compiled graph is kept and no guard depends on the config, so later calls need not)."""
     import torch._inductor.config as inductor_config
 
-    torch._dynamo.reset()  # a fresh dynamo cache: no graph from an earlier model is reused
     compiled = torch.compile(model)
     try:
         with inductor_config.patch(freezing=True), quiet_exporters():
@@ -204,6 +203,10 @@ def measure_inference(model_name: str, image_size: int, batch_size: int, rounds:
     images = torch.randn(batch_size, 3, image_size, image_size, generator=generator)
     bench = InferenceBenchmark(model_name, image_size, batch_size, rounds, calls_per_round, warmup_calls,
                                torch.get_num_threads())
+    # A fresh dynamo cache per measurement (an earlier model's graphs would count against the recompile limit),
+    # but not per variant: resetting between the variants would make the first compiled one compile again inside
+    # the timed rounds.
+    torch._dynamo.reset()
     runners: dict[str, Callable[[], torch.Tensor]] = {}
     with torch.inference_mode(), tempfile.TemporaryDirectory(prefix="resnetlab-onnx-") as directory:
         reference = eager(images)
@@ -252,6 +255,7 @@ def measure_agreement(model_name: str, image_size: int, variants: Sequence[str],
     random images (in batches of ``batch_size``), on the network `measure_inference` times (same seed and BN)."""
     generator = torch.Generator().manual_seed(seed)
     torch.manual_seed(seed)
+    torch._dynamo.reset()
     eager = create_model(model_name, **model_options).eval()
     _randomize_batchnorm(eager, generator)
     batches = [torch.randn(min(batch_size, images - start), 3, image_size, image_size, generator=generator)
