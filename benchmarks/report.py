@@ -16,6 +16,8 @@ import math
 import statistics
 from pathlib import Path
 
+from resnetlab.training.environment import bf16_units
+
 REPO = Path(__file__).resolve().parent.parent
 RESULTS = REPO / "runs" / "benchmarks"
 COMMITTED = REPO / "docs" / "benchmarks"
@@ -204,8 +206,7 @@ def inference_section(data: dict) -> list[str]:
     env = data["environment"]
     lines = ["## Inference (ResNet-50, 224x224, CPU)", "",
              f"`.venv/bin/python benchmarks/inference_resnet50.py --rounds {data['latency']['rounds']} --calls "
-             f"{data['latency']['calls_per_round']}` on {env['cpu']} "
-             f"({'AMX-BF16' if env.get('cpu_amx_bf16') else 'no AMX-BF16'}), {env['cpu_count']} cores, torch {env['torch']}, "
+             f"{data['latency']['calls_per_round']}` on {env['cpu']}{bf16_units(env)}, {env['cpu_count']} cores, torch {env['torch']}, "
              f"onnxruntime {env['onnxruntime']}, {env['date']}; variants interleaved in rounds; every variant's "
              "logits checked against float32 eager (random weights, randomized BN statistics).", "",
              "| batch | variant | median ms (min-max) | images/s | vs eager | vs onnxruntime | max rel. diff | setup s |",

@@ -59,7 +59,9 @@ def describe_environment(seed: int | None = None) -> dict:
         "onnxruntime": package_version("onnxruntime"),
         "platform": platform.platform(),
         "cpu": cpu_name(),
-        "cpu_amx_bf16": bool(cpu_capabilities().get("amx_bf16")),  # bf16 matrix units: what train.precision=auto reads
+        # bf16 matrix units and bf16 dot-product instructions: what train.precision=auto reads
+        "cpu_amx_bf16": bool(cpu_capabilities().get("amx_bf16")),
+        "cpu_avx512_bf16": bool(cpu_capabilities().get("avx512_bf16")),
         "cpu_count": os.cpu_count(),
         "torch_threads": torch.get_num_threads(),
         "cuda": torch.version.cuda if cuda else None,
@@ -69,12 +71,21 @@ def describe_environment(seed: int | None = None) -> dict:
     }
 
 
+def bf16_units(environment: dict) -> str:
+    """The bf16 hardware of a recorded machine as a suffix for its name: ' (AMX-BF16)', ' (AVX512-BF16, no AMX)',
+    ' (no bf16 units)'; ' (no AMX-BF16)' for records older than the AVX512-BF16 field, '' where none says."""
+    if environment.get("cpu_amx_bf16"):
+        return " (AMX-BF16)"
+    if "cpu_avx512_bf16" not in environment:
+        return "" if environment.get("cpu_amx_bf16") is None else " (no AMX-BF16)"
+    return " (AVX512-BF16, no AMX)" if environment["cpu_avx512_bf16"] else " (no bf16 units)"
+
+
 def describe_machine(environment: dict | None = None) -> str:
     """One line naming the machine and software of ``environment`` (default: this process's), for benchmark
     output and reports."""
     env = environment if environment is not None else describe_environment()
     gpus = env.get("gpus") or []
-    amx = {True: " (AMX-BF16)", False: " (no AMX-BF16)"}.get(env.get("cpu_amx_bf16"), "")
-    return (f"{env.get('cpu')}{amx}, {env.get('cpu_count')} CPUs, {env.get('torch_threads')} torch threads"
+    return (f"{env.get('cpu')}{bf16_units(env)}, {env.get('cpu_count')} CPUs, {env.get('torch_threads')} torch threads"
             + (f", GPU {', '.join(gpus)}" if gpus else "")
             + f"; torch {env.get('torch')}, Python {env.get('python')}")
