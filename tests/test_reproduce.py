@@ -98,7 +98,7 @@ def test_cheap_budgets_substitute_models_and_say_so():
     rows = experiment.rows_for("cpu")
     assert len(rows) == 5 and all("110" in row.label for row in rows)
     models = [resolve_config(row, "cpu", plan, 0, []).model for row in rows]
-    assert {m.name for m in models} == {"resnet20"}
+    assert {m.name for m in models} == {"resnet56"}
     assert models[-1].options["placement"] == "full_preact"  # the pre-activation row stays pre-activation
     assert [m.options.get("placement", "original") for m in models[:4]] == [
         "original", "bn_after_add", "relu_before_add", "relu_only_preact"]

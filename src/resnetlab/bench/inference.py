@@ -11,7 +11,7 @@ Variants (each checked against the eager logits on the same input):
   reported separately as ``setup_seconds``; it depends on inductor's on-disk cache (a second run is faster).
 - ``folded_channels_last_bf16`` and ``folded_channels_last_compiled_bf16``: the two above with weights and
   input in bfloat16 (the whole net, not autocast: inference has no float32 master weights to keep), logits
-  returned as float32. Fast where the CPU has AMX-BF16 units, slow elsewhere.
+  returned as float32. Fast where the CPU has AMX-BF16 (or AVX512-BF16) units, slow on AVX2-only CPUs.
 - ``onnxruntime``: the folded model exported to ONNX (the torch.export-based exporter, ``dynamo=True``, with a
   dynamic batch axis) and run by an onnxruntime CPU session with all graph optimizations.
 

@@ -77,7 +77,7 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--compile", action="store_true", help="torch.compile resnetlab's side")
     bench.add_argument("--precision", choices=("auto", "fp32", "bf16"), default=None,
                        help="resnetlab's side: autocast of the training step as train.precision, or with --infer the "
-                       "dtype of the folded net (default: auto, bf16 where the CPU has AMX-BF16 units); the "
+                       "dtype of the folded net (default: auto, bf16 where the CPU has AMX-BF16 or AVX512-BF16); the "
                        "reference stays float32 eager")
     bench.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=True,
                        help="NHWC memory on resnetlab's side (default: on, as in training)")
@@ -92,7 +92,8 @@ def build_parser() -> argparse.ArgumentParser:
     reproduce.add_argument("experiment", nargs="?", help="an experiment from --list, or 'all'")
     reproduce.add_argument("--list", action="store_true", help="list the experiments and their budgets")
     reproduce.add_argument("--budget", choices=("smoke", "cpu", "paper"), default="smoke",
-                           help="smoke: seconds, synthetic data; cpu: about an hour; paper: the full recipes")
+                           help="smoke: seconds, synthetic data; cpu: about 2 hours per experiment with AMX-BF16; "
+                                "paper: the full recipes")
     reproduce.add_argument("--rows", nargs="+", metavar="LABEL", default=None,
                            help="run only these rows (labels as in the report, e.g. ResNet-20)")
     reproduce.add_argument("--seeds", type=int, default=None, help="runs per row (default: the budget's)")
@@ -100,11 +101,18 @@ def build_parser() -> argparse.ArgumentParser:
                            "with train/ and test/ (e.g. the CIFAR-10 JPEG copy), or 'synthetic' (default: "
                            "synthetic for smoke, the recipes' data/ otherwise)")
     reproduce.add_argument("--out", default="runs/reproduce", help="where runs and reports go (default: %(default)s)")
+    reproduce.add_argument("--reuse", nargs="+", metavar="DIR", default=(),
+                           help="report folders, or a folder of them such as docs/results, whose finished runs "
+                                "count as done: their records are copied and nothing is trained again (a "
+                                "reproduction goes on across machines from what was committed)")
     reproduce.add_argument("--device", default="cpu")
     reproduce.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None)
     reproduce.set_defaults(handler=cmd_reproduce)
     report = sub.add_parser("report", help="rebuild a reproduction's report from its run records")
-    report.add_argument("runs", nargs="+", metavar="REPORT_DIR", help="folders written by `resnetlab reproduce`")
+    report.add_argument("runs", nargs="*", metavar="REPORT_DIR", help="folders written by `resnetlab reproduce`")
     report.add_argument("--out", default=None, help="copy the records there and build the report in the copy")
+    report.add_argument("--index", metavar="DIR", default=None,
+                        help="rebuild every report folder in DIR, then write the table of all their claims into "
+                             "DIR/README.md (e.g. docs/results)")
     report.set_defaults(handler=cmd_report)
     return parser

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 from resnetlab.errors import UsageError
 
@@ -29,7 +30,7 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
         try:
             report_dir = reproduce(experiment, args.budget, seeds=args.seeds, data=args.data, out_dir=args.out,
                                    device=args.device, progress=args.progress, command=command_line(),
-                                   only_rows=args.rows)
+                                   only_rows=args.rows, reuse=args.reuse)
         except TrainingInterrupted as stop:
             print(f"resnetlab: interrupted ({stop}); finished runs are kept and the current one has a checkpoint: "
                   "run the same command again to continue", file=sys.stderr)
@@ -51,7 +52,8 @@ def _list_experiments(experiments) -> int:
             name = experiment.name if budget == BUDGET_NAMES[0] else ""
             print(f"{name:<22} {budget:<7} {len(experiment.rows_for(budget)):>4} {plan.seeds:>5}  {length}")
     print("smoke: seconds per experiment on built-in synthetic data (the tests run it); cpu: a shortened "
-          "schedule, up to about an hour on 2 cores; paper: the full recipes")
+          "schedule, about 2 hours per experiment on 2 cores with AMX-BF16 (docs/results/README.md); paper: the full "
+          "recipes")
     return 0
 
 
@@ -60,7 +62,16 @@ def cmd_report(args: argparse.Namespace) -> int:
 
     if args.out and len(args.runs) > 1:
         raise UsageError("--out takes one report folder; rebuild several in place, or one at a time")
+    if not args.runs and args.index is None:
+        raise UsageError("name report folders to rebuild, or --index DIR for every report in DIR and their claims "
+                         "table, e.g. `resnetlab report --index docs/results`")
     for source in args.runs:
         report_dir = rebuild(source, args.out)
         print(f"report: {report_dir / 'report.md'}")
+    if args.index is not None:
+        from resnetlab.reproduce.index import report_folders, write_index
+
+        for folder in report_folders(Path(args.index)) if Path(args.index).is_dir() else []:
+            rebuild(folder)
+        print(f"claims table: {write_index(args.index)}")
     return 0

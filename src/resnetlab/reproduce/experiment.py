@@ -38,6 +38,8 @@ class Claim:
     statement: str
     shown: bool | None
     evidence: str  # the measured numbers behind the verdict, generated from the records
+    rows: tuple[str, ...] = ()  # labels of the rows compared (for claims between error rates)
+    gap: float | None = None  # the smallest difference between compared error rates (fraction): a close call
 
 
 @dataclass(frozen=True)
@@ -66,6 +68,7 @@ class Experiment:
     plans: Mapping[str, Plan]  # budget name -> plan
     analyze: Callable  # (ExperimentResults, report_dir: Path) -> Analysis
     measure: Callable | None = None  # (run_dir: Path) -> None: extra files measured on a trained run
+    measured_files: tuple[str, ...] = ()  # what `measure` writes: a run reused from records needs them too
 
     def __post_init__(self) -> None:
         missing = set(BUDGET_NAMES) - set(self.plans)

@@ -24,7 +24,8 @@ def line_panels(panels: Mapping[str, Mapping[str, Series]], path: Path, x_label:
         if log_y:
             axis.set_yscale("log")
         axis.grid(alpha=0.3)
-        axis.legend(fontsize=8)
+        if lines:  # a partial report may have a panel with no finished run yet
+            axis.legend(fontsize=8)
     return save_figure(figure, path)
 
 

@@ -65,6 +65,10 @@ def _setup_lines(results: ExperimentResults) -> list[str]:
     config = finished[0].config if finished else {}
     train, data = config.get("train", {}), config.get("data", {})
     lines = [f"Command: `{manifest['command']}`"]
+    if manifest.get("pending_runs"):
+        done = sum(len(row.runs) for row in results.rows)
+        lines.insert(0, f"**Partial report**: {done} of {done + manifest['pending_runs']} runs have finished; the "
+                        "rest are still to train. Run the same command again to go on (finished runs are reused).")
     length = (f"{train.get('iterations')} iterations" if train.get("iterations") else f"{train.get('epochs')} epochs")
     recipe = results.rows[0] if results.rows else None
     if recipe is not None:
@@ -79,6 +83,9 @@ def _setup_lines(results: ExperimentResults) -> list[str]:
                  f"for validation (split seed {data.get('split_seed')}).")
     lines.append(f"Seeds: {', '.join(str(s) for s in manifest['seeds'])}; statistics over seeds are the median "
                  "(as the Identity Mappings paper reports) and the mean +- sample std.")
+    if manifest.get("second_seed_rows"):
+        lines.append(f"A second seed ran for {', '.join(manifest['second_seed_rows'])} only: at one seed the sides "
+                     "of a claim on them differed by less than 2 points, within what a second seed can reverse.")
     machines = sorted({describe_machine(run.environment) for run in finished if run.environment})
     commits = sorted({str(run.environment.get("git_commit")) for run in finished if run.environment})
     if machines:
@@ -178,7 +185,8 @@ def _results_json(experiment, results: ExperimentResults, analysis: Analysis) ->
 
     return {"experiment": experiment.name, "budget": results.manifest["budget"],
             "rows": [row_data(row) for row in results.rows],
-            "claims": [{"statement": c.statement, "shown": c.shown, "evidence": c.evidence} for c in analysis.claims]}
+            "claims": [{"statement": c.statement, "shown": c.shown, "evidence": c.evidence, "rows": list(c.rows),
+                        "gap": c.gap} for c in analysis.claims]}
 
 
 def build_report(report_dir: str | Path) -> Path:

@@ -5,7 +5,13 @@ so two experiments that need the same run (degradation and layer-responses both 
 finished run is reused, and an interrupted one resumes from its last checkpoint when the command is run again.
 A run whose loss diverges is recorded as such (``diverged.json``) and the experiment goes on: "fail" is a
 result in the identity-mappings tables. The report folder ``OUT/EXPERIMENT-BUDGET`` gets a copy of each run's
-small record files, so it holds every number it shows and `resnetlab report` can rebuild it anywhere.
+small record files, so it holds every number it shows and `resnetlab report` can rebuild it anywhere. It is
+rewritten after every run that trains, marked partial until the last one ends, so a long reproduction shows
+its results as they come and an interruption loses at most the run in progress.
+
+Runs finished elsewhere count too: ``reuse`` names report folders (or folders of them, such as the committed
+``docs/results``) whose records of a run with the same name stand for the run, so a reproduction too long for
+one sitting goes on across machines from what was committed.
 """
 
 from __future__ import annotations
@@ -17,23 +23,28 @@ import shutil
 import sys
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from resnetlab.config import Config, load_config, to_dict
 from resnetlab.errors import UsageError
-from resnetlab.reproduce.budgets import BUDGET_NAMES, Plan, data_overrides, shorten_overrides
+from resnetlab.reproduce.budgets import (
+    BUDGET_NAMES,
+    CLOSE_CALL,
+    WARM_START,
+    Plan,
+    data_overrides,
+    shorten_overrides,
+)
 from resnetlab.reproduce.experiment import Experiment, Row
-from resnetlab.reproduce.report import build_report
+from resnetlab.reproduce.records import DIVERGED_FILE, FINISHED, adopt_records, copy_records, run_state
+from resnetlab.reproduce.report import RESULTS_JSON, build_report
 from resnetlab.reproduce.results import MANIFEST_FILE, ReportFolderError
-from resnetlab.training.checkpoint import LAST_CHECKPOINT, saved_checkpoints
 from resnetlab.training.probes import TrainingCurve
-from resnetlab.training.session import SUMMARY_FILE, train
+from resnetlab.training.session import train
 from resnetlab.training.trainer import TrainingDiverged
 
-DIVERGED_FILE = "diverged.json"
-# Files of a run folder a report needs (checkpoints and TensorBoard logs stay behind).
-RECORD_FILES = ("config.yaml", "environment.json", "metrics.jsonl", "curve.jsonl", SUMMARY_FILE, DIVERGED_FILE,
-                "layer_responses.json")
+__all__ = ["close_call_rows", "ensure_trained", "rebuild", "reproduce", "resolve_config", "run_name", "run_state"]
 
 
 def resolve_config(row: Row, budget: str, plan: Plan, seed: int, data: Sequence[str]) -> Config:
@@ -47,6 +58,11 @@ def resolve_config(row: Row, budget: str, plan: Plan, seed: int, data: Sequence[
         overrides.append("model.checkpoint_segments=0")
     if plan.iterations is not None:
         overrides += shorten_overrides(recipe, plan.iterations, plan.compress)
+    warmup = recipe.train.schedule.warmup
+    if plan.warm_start and warmup.kind == "none":
+        overrides += WARM_START
+    elif plan.warm_start and warmup.kind in ("constant", "linear"):  # its own warm-up, at its full length
+        overrides.append(f"train.schedule.warmup.steps={warmup.steps}")
     if plan.batch_size is not None:
         overrides.append(f"train.batch_size={plan.batch_size}")
     if plan.compile is not None:
@@ -82,20 +98,11 @@ def run_name(row: Row, budget: str, seed: int, config: Config) -> str:
     return f"{Path(row.recipe).stem}-{budget}-s{seed}-{digest}"
 
 
-def run_state(run_dir: Path) -> str:
-    """done | diverged | partial (a checkpoint to resume) | new."""
-    if (run_dir / SUMMARY_FILE).is_file():
-        return "done"
-    if (run_dir / DIVERGED_FILE).is_file():
-        return "diverged"
-    return "partial" if saved_checkpoints(run_dir / LAST_CHECKPOINT) else "new"
-
-
 def ensure_trained(config: Config, run_dir: Path, plan: Plan, *, device: str, log: Callable[[str], None],
                    progress: bool | None) -> str:
     """Train, resume or reuse the run in ``run_dir``; returns how it ended (done or diverged)."""
     state = run_state(run_dir)
-    if state in ("done", "diverged"):
+    if state in FINISHED:
         log(f"  {run_dir.name}: {state}, reused")
         return state
     if state == "new" and run_dir.exists():
@@ -116,9 +123,9 @@ def ensure_trained(config: Config, run_dir: Path, plan: Plan, *, device: str, lo
 def reproduce(experiment: Experiment, budget: str, *, seeds: int | None = None, data: str | None = None,
               out_dir: str | Path = "runs/reproduce", device: str = "cpu", log: Callable[[str], None] = print,
               progress: bool | None = None, command: str | None = None,
-              only_rows: Sequence[str] | None = None) -> Path:
+              only_rows: Sequence[str] | None = None, reuse: Sequence[str | Path] = ()) -> Path:
     """Run every row of ``experiment`` at ``budget`` (or the rows labelled ``only_rows``) and write its report;
-    returns the report folder."""
+    returns the report folder. Finished runs recorded in the report folders ``reuse`` are not trained again."""
     if budget not in BUDGET_NAMES:
         raise UsageError(f"unknown budget {budget!r}; choose one of {', '.join(BUDGET_NAMES)}")
     plan = experiment.plans[budget]
@@ -126,6 +133,11 @@ def reproduce(experiment: Experiment, budget: str, *, seeds: int | None = None, 
     if seeds < 1:
         raise UsageError(f"--seeds must be at least 1, got {seeds}")
     out_dir = Path(out_dir)
+    reuse = [Path(folder) for folder in reuse]
+    missing = [str(folder) for folder in reuse if not folder.is_dir()]
+    if missing:
+        raise UsageError(f"--reuse: {', '.join(missing)} is not a folder; give report folders written by "
+                         "`resnetlab reproduce` or a folder of them, e.g. docs/results")
     data_settings = data_overrides(data, budget)
     report_dir = out_dir / f"{experiment.name}-{budget}"
     rows = select_rows(experiment, budget, only_rows)
@@ -135,27 +147,86 @@ def reproduce(experiment: Experiment, budget: str, *, seeds: int | None = None, 
         + (f" --data {shlex.quote(str(data))}" if data else ""),
         "plan": {"iterations": plan.iterations, "batch_size": plan.batch_size, "curve_every": plan.curve_every,
                  "eval_images": plan.eval_images, "note": plan.note, "metric": plan.metric,
-                 "compress": plan.compress,
+                 "compress": plan.compress, "warm_start": plan.warm_start,
                  "substitute": {model: list(overrides) for model, overrides in plan.substitute}},
         "rows": [],
     }
-    started = time.time()
-    for index, row in enumerate(rows, 1):
-        runs = []
-        for seed in range(seeds):
-            config = resolve_config(row, budget, plan, seed, data_settings)
-            name = run_name(row, budget, seed, config)
-            log(f"[{experiment.name} {index}/{len(rows)}] {row.label}, seed {seed}: {config.model.name}, "
-                f"{config.train.iterations or config.train.epochs} {'iterations' if config.train.iterations else 'epochs'}")
-            status = ensure_trained(config, out_dir / "runs" / name, plan, device=device, log=log, progress=progress)
-            if status == "done" and experiment.measure is not None:
-                experiment.measure(out_dir / "runs" / name)
-            runs.append(name)
-        manifest["rows"].append(_row_record(row, runs))
-    manifest["wall_seconds"] = time.time() - started
-    copy_records(out_dir / "runs", report_dir, manifest)
-    build_report(report_dir)
-    return report_dir
+    sitting = _Sitting(experiment, budget, plan, out_dir, report_dir, reuse, data_settings, device, log, progress,
+                       manifest, [_row_record(row, []) for row in rows])
+    sitting.train([(index, row, seed) for index, row in enumerate(rows) for seed in range(seeds)])
+    report = sitting.write()
+    close = close_call_rows(report) if plan.second_seed_if_close and seeds == 1 else []
+    if close:  # one seed cannot tell a gap this small from noise: a second seed for the rows of each such claim
+        log(f"[{experiment.name}] a second seed for {', '.join(close)}: a claim's sides differ by less than "
+            f"{100 * CLOSE_CALL:.0f} points")
+        manifest.update(seeds=[0, 1], second_seed_rows=close)
+        sitting.train([(index, row, 1) for index, row in enumerate(rows) if row.label in close])
+        report = sitting.write()
+    return report
+
+
+def close_call_rows(report_dir: Path) -> list[str]:
+    """Labels of the rows in a report's claims whose sides differ by less than `CLOSE_CALL` (as error fractions),
+    from its ``results.json``."""
+    claims = json.loads((report_dir / RESULTS_JSON).read_text())["claims"]
+    close = {label for claim in claims if claim.get("gap") is not None and claim["gap"] < CLOSE_CALL
+             for label in claim.get("rows", ())}
+    return sorted(close)
+
+
+@dataclass
+class _Sitting:
+    """The runs one `reproduce` call trains, and the report it rewrites after each (partial until the last)."""
+
+    experiment: Experiment
+    budget: str
+    plan: Plan
+    out_dir: Path
+    report_dir: Path
+    reuse: list[Path]
+    data_settings: list[str]
+    device: str
+    log: Callable[[str], None]
+    progress: bool | None
+    manifest: dict
+    records: list[dict]  # the manifest's rows, each with the runs finished so far
+    started: float = field(default_factory=time.time)
+
+    def train(self, todo: list[tuple[int, Row, int]]) -> None:
+        """Train (or reuse) the runs ``todo`` (row index, row, seed) in order."""
+        for done, (index, row, seed) in enumerate(todo, 1):
+            if self.run(index, row, seed) and done < len(todo):  # what has finished so far, marked partial
+                self.write(pending=len(todo) - done)
+
+    def run(self, index: int, row: Row, seed: int) -> bool:
+        """One run of ``row``; True if it trained here (not reused)."""
+        config = resolve_config(row, self.budget, self.plan, seed, self.data_settings)
+        name = run_name(row, self.budget, seed, config)
+        length = (f"{config.train.iterations} iterations" if config.train.iterations
+                  else f"{config.train.epochs} epochs")
+        self.log(f"[{self.experiment.name} {index + 1}/{len(self.records)}] {row.label}, seed {seed}: "
+                 f"{config.model.name}, {length}")
+        run_dir = self.out_dir / "runs" / name
+        trains = run_state(run_dir) not in FINISHED and not self._adopted(run_dir)
+        status = ensure_trained(config, run_dir, self.plan, device=self.device, log=self.log, progress=self.progress)
+        if status == "done" and self.experiment.measure is not None:
+            self.experiment.measure(run_dir)
+        self.records[index]["runs"].append(name)
+        return trains
+
+    def _adopted(self, run_dir: Path) -> bool:
+        source = adopt_records(run_dir, self.reuse, self.experiment.measured_files) if self.reuse else None
+        if source is not None:
+            self.log(f"  {run_dir.name}: {run_state(run_dir)}, its records taken from {source}")
+        return source is not None
+
+    def write(self, pending: int = 0) -> Path:
+        manifest = {**self.manifest, "rows": self.records, "wall_seconds": time.time() - self.started}
+        if pending:
+            manifest["pending_runs"] = pending
+        copy_records(self.out_dir / "runs", self.report_dir, manifest)
+        build_report(self.report_dir)
+        return self.report_dir
 
 
 def select_rows(experiment: Experiment, budget: str, labels: Sequence[str] | None) -> tuple[Row, ...]:
@@ -178,19 +249,6 @@ def _row_record(row: Row, runs: list[str]) -> dict:
     return {"label": row.label, "group": row.group, "recipe": row.recipe, "recipe_model": recipe.model.name,
             "recipe_length": length, "recipe_batch_size": recipe.train.batch_size, "paper": recipe.paper,
             "runs": runs}
-
-
-def copy_records(runs_dir: Path, report_dir: Path, manifest: dict) -> None:
-    """Put the manifest and each run's record files (no checkpoints) into the report folder."""
-    report_dir.mkdir(parents=True, exist_ok=True)
-    for row in manifest["rows"]:
-        for name in row["runs"]:
-            target = report_dir / "runs" / name
-            target.mkdir(parents=True, exist_ok=True)
-            for file in RECORD_FILES:
-                if (runs_dir / name / file).is_file():
-                    shutil.copy2(runs_dir / name / file, target / file)
-    (report_dir / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2) + "\n")
 
 
 def rebuild(source: str | Path, out: str | Path | None = None) -> Path:

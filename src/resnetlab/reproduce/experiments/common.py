@@ -4,7 +4,9 @@ why a budget's numbers differ from the paper's (all generated from the records).
 from __future__ import annotations
 
 import itertools
+from dataclasses import replace
 
+from resnetlab.reproduce.budgets import WARM_START_NOTE
 from resnetlab.reproduce.experiment import Claim
 from resnetlab.reproduce.results import ExperimentResults, RowResult
 
@@ -40,7 +42,7 @@ def ordered_claim(statement: str, rows: list[RowResult | None], key: str, *, inc
     pairs = list(itertools.pairwise(values))
     shown = all((b > a) if increasing else (b < a) for a, b in pairs)
     evidence = f"Ours ({what}, %): " + ", ".join(f"{row.label} {100 * v:.2f}" for row, v in zip(rows, values)) + "."
-    return Claim(statement, shown, evidence)
+    return Claim(statement, shown, evidence, tuple(row.label for row in rows), min(abs(b - a) for a, b in pairs))
 
 
 def budget_notes(results: ExperimentResults) -> list[str]:
@@ -55,6 +57,8 @@ def budget_notes(results: ExperimentResults) -> list[str]:
         length = train.get("iterations")
         moved = ("with the learning-rate steps moved in proportion" if manifest["plan"].get("compress", True)
                  else "its learning rate as the recipe has it over those iterations (no step comes that early)")
+        if manifest["plan"].get("warm_start"):
+            notes.append(WARM_START_NOTE)
         notes.append(f"Length: each run stopped after {length} iterations of batch {train['batch_size']}, against "
                      f"{results.rows[0].recipe_length} of batch {results.rows[0].recipe_batch_size} in the paper's "
                      f"recipe, {moved}. Such short runs end far from "
@@ -119,8 +123,8 @@ def ordered_among_unstalled(statement: str, rows: list[RowResult | None], key: s
     claim = ordered_claim(statement, kept, key, increasing=increasing, what=what)
     if not stalled:
         return claim
-    return Claim(statement, claim.shown, f"{claim.evidence} Left out: {', '.join(stalled)}, stalled early (see "
-                 "the notes below).")
+    return replace(claim, evidence=f"{claim.evidence} Left out: {', '.join(stalled)}, stalled early (see the notes "
+                   "below).")
 
 
 def stall_notes(results: ExperimentResults) -> list[str]:

@@ -18,12 +18,16 @@ from resnetlab.reproduce.experiments.common import (
 )
 
 CONSTANT, STOCHASTIC = "ResNet-110 constant depth", "ResNet-110 stochastic depth"
+RECIPE_EPOCHS, ITERATIONS_PER_EPOCH = 500, 352  # Huang et al. 2016: 500 epochs of 45k images in batches of 128
 ROWS = (Row(CONSTANT, "stochastic_depth/table1_cifar10_resnet110_constant.yaml", "constant"),
         Row(STOCHASTIC, "stochastic_depth/table1_cifar10_resnet110_stochastic.yaml", "stochastic"))
 # Both rows run eager: the trainer compiles long constant-depth runs but not gated ones, which would compare
 # a compiled net with an eager one. The curve takes no held-out evaluation, so the measured time is training.
 SMOKE_PLAN = replace(SMOKE, eval_images=0, compile=False)
-CPU = Plan(iterations=704, curve_every=22, compile=False)  # 2 epochs of 352 iterations (45k images, batch 128)
+# cpu: 20 epochs of 352 iterations (45k images, batch 128), the milestones compressed to epochs 10 and 15, after
+# He et al. 2016's warm-up; the splits are evaluated every 2 epochs. About 2 hours for both rows with AMX-BF16
+# (eager bf16). Enough for the time, depth and gradient claims; the accuracy claim needs the recipe's 500 epochs.
+CPU = Plan(iterations=7040, curve_every=88, eval_every=2, compile=False, warm_start=True, second_seed_if_close=True)
 PAPER = Plan(iterations=None, seeds=5, curve_every=352, compile=False)
 
 
@@ -65,17 +69,32 @@ def _analyze(results, report_dir: Path) -> Analysis:
                                      "at p_L = 0.5.", saved > 0,
                                      f"Ours: {100 * saved:.1f}% less time per iteration "
                                      f"({1000 * per_step[CONSTANT]:.0f} vs {1000 * per_step[STOCHASTIC]:.0f} ms)."))
-    errors = [median_of(constant, results.metric), median_of(stochastic, results.metric)]
-    statement = "Stochastic depth has the lower test error at the best validation epoch."
-    analysis.claims.append(Claim(statement, None, "(a row has no finished run)") if None in errors else unless_stalled(
-        Claim(statement, errors[1] < errors[0],
-              f"Ours: {100 * errors[0]:.2f}% constant, {100 * errors[1]:.2f}% stochastic."), [constant, stochastic]))
+    analysis.claims.append(_accuracy_claim(results, constant, stochastic, per_step.get(CONSTANT)))
     means = [_mean(curve_series(row, "grad_first_conv")[1]) for row in (constant, stochastic)]
     statement = "The first layer gets larger gradients with stochastic depth (mean over training)."
     analysis.claims.append(Claim(statement, None, "(no gradient records)") if None in means else unless_stalled(
         Claim(statement, means[1] > means[0],
               f"Ours: mean |gradient| {means[0]:.3g} constant, {means[1]:.3g} stochastic."), [constant, stochastic]))
     return analysis
+
+
+def _accuracy_claim(results, constant, stochastic, seconds_per_iteration: float | None) -> Claim:
+    """Lower test error with stochastic depth: judged at the paper budget only. The gap comes from a regularizer
+    over the recipe's 500 epochs; a shortened run cannot show it, so the claim names the length it needs."""
+    errors = [median_of(constant, results.metric), median_of(stochastic, results.metric)]
+    statement = "Stochastic depth has the lower test error at the best validation epoch."
+    if None in errors:
+        return Claim(statement, None, "(a row has no finished run)")
+    ours = f"Ours: {100 * errors[0]:.2f}% constant, {100 * errors[1]:.2f}% stochastic"
+    if results.manifest["budget"] == "paper":
+        return unless_stalled(Claim(statement, errors[1] < errors[0], ours + "."), [constant, stochastic])
+    run = first_finished(constant)
+    epochs = run.summary.get("epochs") if run else None
+    needs = f"the recipe's {RECIPE_EPOCHS} epochs (`--budget paper`)"
+    if seconds_per_iteration:
+        hours = RECIPE_EPOCHS * ITERATIONS_PER_EPOCH * seconds_per_iteration / 3600
+        needs += f", about {hours:.0f} hours per constant-depth run at the speed measured here"
+    return Claim(statement, None, f"{ours} after {epochs} epochs. Cannot tell at this length: it needs {needs}.")
 
 
 def _epoch_test_series(row) -> tuple[list[float], list[float]]:

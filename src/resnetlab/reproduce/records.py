@@ -1,0 +1,58 @@
+"""A run's record files: the small files a report is built from (no checkpoints), how a run folder's state is
+read from them, and how they travel: copied into a report folder, and adopted back from one (a report folder
+committed on one machine lets another take its finished runs instead of training them again)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections.abc import Sequence
+from pathlib import Path
+
+from resnetlab.reproduce.results import MANIFEST_FILE
+from resnetlab.training.checkpoint import LAST_CHECKPOINT, saved_checkpoints
+from resnetlab.training.session import SUMMARY_FILE
+
+DIVERGED_FILE = "diverged.json"
+# Files of a run folder a report needs (checkpoints and TensorBoard logs stay behind).
+RECORD_FILES = ("config.yaml", "environment.json", "metrics.jsonl", "curve.jsonl", SUMMARY_FILE, DIVERGED_FILE,
+                "layer_responses.json")
+FINISHED = ("done", "diverged")
+
+
+def run_state(run_dir: Path) -> str:
+    """done | diverged | partial (a checkpoint to resume) | new."""
+    if (run_dir / SUMMARY_FILE).is_file():
+        return "done"
+    if (run_dir / DIVERGED_FILE).is_file():
+        return "diverged"
+    return "partial" if saved_checkpoints(run_dir / LAST_CHECKPOINT) else "new"
+
+
+def copy_records(runs_dir: Path, report_dir: Path, manifest: dict) -> None:
+    """Put the manifest and each run's record files (no checkpoints) into the report folder."""
+    report_dir.mkdir(parents=True, exist_ok=True)
+    for row in manifest["rows"]:
+        for name in row["runs"]:
+            _copy_files(runs_dir / name, report_dir / "runs" / name)
+    (report_dir / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2) + "\n")
+
+
+def adopt_records(run_dir: Path, reuse: Sequence[Path], needed: Sequence[str] = ()) -> Path | None:
+    """Copy the records of a finished run named like ``run_dir`` from a report folder in ``reuse`` (or one level
+    below it) into ``run_dir``; returns the folder they came from, or None where no folder has them all (a
+    finished run must also hold ``needed``, the files an experiment measures on trained runs)."""
+    for folder in reuse:
+        for candidate in (folder / "runs" / run_dir.name, *sorted(folder.glob(f"*/runs/{run_dir.name}"))):
+            if run_state(candidate) in FINISHED and (
+                    (candidate / DIVERGED_FILE).is_file() or all((candidate / f).is_file() for f in needed)):
+                _copy_files(candidate, run_dir)
+                return candidate
+    return None
+
+
+def _copy_files(source: Path, target: Path) -> None:
+    target.mkdir(parents=True, exist_ok=True)
+    for file in RECORD_FILES:
+        if (source / file).is_file():
+            shutil.copy2(source / file, target / file)

@@ -1,0 +1,69 @@
+"""The `cpu` budgets of issue 15: every CIFAR row of the ResNet papers' experiments starts with He et al. 2016's
+warm-up at its full length, runs long enough to pass both compressed learning-rate drops, and the stochastic-depth
+accuracy claim names the length it needs instead of judging a shortened run."""
+
+import pytest
+
+from resnetlab.reproduce.experiment import get_experiment
+from resnetlab.reproduce.experiments.common import ordered_claim
+from resnetlab.reproduce.experiments.stochastic_depth import CONSTANT, STOCHASTIC, _accuracy_claim
+from resnetlab.reproduce.results import ExperimentResults, RowResult, RunRecord
+from resnetlab.reproduce.runner import resolve_config
+
+IDENTITY_WARMUP_ITERATIONS, IDENTITY_WARMUP_LR = 400, 0.01  # He et al. 2016: 0.01 for the first 400 iterations
+ERROR_THRESHOLD = 0.8  # He et al. 2015: ResNet-110 warms up at 0.01 until the training error is below 80%
+SD_RECIPE_EPOCHS = 500  # Huang et al. 2016
+WARM_STARTED = ("degradation", "cifar-depth", "layer-responses", "stochastic-depth", "identity-shortcuts",
+                "identity-activations", "preact-depth")
+
+
+@pytest.mark.parametrize("name", WARM_STARTED)
+def test_every_cifar_row_at_the_cpu_budget_starts_with_the_full_warm_up(name):
+    experiment = get_experiment(name)
+    plan = experiment.plans["cpu"]
+    assert plan.warm_start
+    for row in experiment.rows_for("cpu"):
+        config = resolve_config(row, "cpu", plan, 0, [])
+        warmup = config.train.schedule.warmup
+        assert warmup.lr == IDENTITY_WARMUP_LR, row.label
+        if warmup.kind == "error_threshold":  # the paper's own rule for ResNet-110, with its floor, uncompressed
+            assert warmup.threshold == ERROR_THRESHOLD and warmup.min_steps == IDENTITY_WARMUP_ITERATIONS
+            assert warmup.steps == 0  # no cap
+        else:
+            assert (warmup.kind, warmup.steps) == ("constant", IDENTITY_WARMUP_ITERATIONS), row.label
+        # Both learning-rate drops come after the warm-up and before the end.
+        milestones = config.train.schedule.milestones
+        assert len(milestones) == 2 and IDENTITY_WARMUP_ITERATIONS < milestones[0] < milestones[1] < plan.iterations
+
+
+def test_the_batchnorm_study_keeps_its_learning_rates_from_the_first_step():
+    # Its claim is how fast each learning rate trains: a warm-up would change what it measures.
+    experiment = get_experiment("batchnorm")
+    assert not experiment.plans["cpu"].warm_start
+    config = resolve_config(experiment.rows[0], "cpu", experiment.plans["cpu"], 0, [])
+    assert config.train.schedule.warmup.kind == "none"
+
+
+def _row(label: str, error: float, epochs: int) -> RowResult:
+    run = RunRecord(f"{label}-s0", {"data": {}}, {}, {"test_error_at_best_val": error, "epochs": epochs}, [], [])
+    return RowResult(label, label, "recipe.yaml", "resnet110", "500 epochs", 128, {}, [run])
+
+
+@pytest.mark.parametrize("budget", ["cpu", "paper"])
+def test_the_stochastic_depth_accuracy_claim_is_judged_at_the_recipes_length_only(budget):
+    constant, stochastic = _row(CONSTANT, 0.30, 20), _row(STOCHASTIC, 0.35, 20)
+    results = ExperimentResults({"budget": budget, "plan": {}}, [constant, stochastic])
+    claim = _accuracy_claim(results, constant, stochastic, seconds_per_iteration=1.0)
+    if budget == "paper":
+        assert claim.shown is False and "30.00% constant, 35.00% stochastic" in claim.evidence
+    else:
+        assert claim.shown is None
+        assert f"needs the recipe's {SD_RECIPE_EPOCHS} epochs" in claim.evidence and "after 20 epochs" in claim.evidence
+        assert "about 49 hours per constant-depth run" in claim.evidence  # 500 x 352 iterations at 1 s each
+
+
+def test_an_ordering_claim_records_its_rows_and_its_smallest_gap():
+    rows = [_row("ResNet-20", 0.300, 14), _row("ResNet-32", 0.285, 14), _row("ResNet-44", 0.250, 14)]
+    claim = ordered_claim("Test error falls with depth.", rows, "test_error_at_best_val", increasing=False)
+    assert claim.shown is True and claim.rows == ("ResNet-20", "ResNet-32", "ResNet-44")
+    assert claim.gap == pytest.approx(0.015)  # 30.0 -> 28.5 points: a close call (below 2 points)

@@ -1,0 +1,66 @@
+"""`resnetlab report --index DIR`: one table of every claim of every report under DIR, generated from the records
+(each report is rebuilt first), written between markers into DIR/README.md without touching the prose around it."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from resnetlab.reproduce.experiment import get_experiment
+from resnetlab.reproduce.index import BEGIN, END, write_index
+from resnetlab.reproduce.report import VERDICTS
+from resnetlab.reproduce.runner import reproduce
+
+QUIET = {"log": lambda message: None, "progress": False}
+
+
+@pytest.fixture(scope="module")
+def results_root(tmp_path_factory):
+    root = tmp_path_factory.mktemp("results")
+    for name in ("stochastic-depth", "warmup-pilot"):
+        reproduce(get_experiment(name), "smoke", out_dir=root, **QUIET)
+    return root
+
+
+def _table(text: str) -> list[str]:
+    return [line for line in text[text.index(BEGIN):text.index(END)].splitlines() if line.startswith("| [")]
+
+
+def test_every_claim_of_every_report_gets_a_line_with_its_verdict_and_numbers(results_root):
+    (results_root / "README.md").write_text("# Reproductions\n\nProse a person wrote.\n")
+    text = write_index(results_root).read_text()
+    assert text.startswith("# Reproductions\n\n" + BEGIN) and "Prose a person wrote." in text
+    lines = _table(text)
+    expected = 0
+    for folder in ("stochastic-depth-smoke", "warmup-pilot-smoke"):
+        claims = json.loads((results_root / folder / "results.json").read_text())["claims"]
+        expected += len(claims)
+        for claim in claims:
+            line = next(x for x in lines if f"({folder}/report.md)" in x and claim["statement"] in x)
+            assert f"**{VERDICTS[claim['shown']]}**" in line and "`smoke`: 2 iterations" in line
+    assert len(lines) == expected
+    assert write_index(results_root).read_text() == text  # written again: the same file, the prose kept once
+
+
+def test_verdicts_come_from_the_records_and_outdated_budgets_are_marked(results_root):
+    folder = results_root / "stochastic-depth-smoke"
+    results = json.loads((folder / "results.json").read_text())
+    original = results["claims"][0]["shown"]
+    results["claims"][0]["shown"] = not original  # a hand edit of the built report ...
+    (folder / "results.json").write_text(json.dumps(results))
+    manifest = json.loads((folder / "experiment.json").read_text())
+    manifest["plan"]["iterations"] = 1  # ... and a report of a budget that has changed since
+    (folder / "experiment.json").write_text(json.dumps(manifest))
+    done = subprocess.run([sys.executable, "-m", "resnetlab", "report", "--index", str(results_root)],
+                          capture_output=True, text=True, timeout=300, check=False)
+    assert done.returncode == 0, done.stderr
+    assert json.loads((folder / "results.json").read_text())["claims"][0]["shown"] == original  # rebuilt
+    line = next(x for x in _table((results_root / "README.md").read_text()) if "stochastic-depth-smoke" in x)
+    assert "an older budget: the `smoke` budget is now 2 iterations" in line
+
+
+def test_an_index_of_a_folder_without_reports_is_one_line(tmp_path):
+    done = subprocess.run([sys.executable, "-m", "resnetlab", "report", "--index", str(tmp_path)],
+                          capture_output=True, text=True, timeout=120, check=False)
+    assert done.returncode == 2 and "no report folder in it" in done.stderr and "Traceback" not in done.stderr

@@ -1,0 +1,93 @@
+"""A reproduction across sittings and machines: the report is rewritten after every run (marked partial until
+the last), and runs recorded in committed report folders (`--reuse`) are taken instead of trained again."""
+
+import json
+from dataclasses import replace
+
+import pytest
+
+from resnetlab.errors import UsageError
+from resnetlab.reproduce.experiment import get_experiment
+from resnetlab.reproduce.records import adopt_records, run_state
+from resnetlab.reproduce.results import load_results
+from resnetlab.reproduce.runner import close_call_rows, reproduce
+from resnetlab.training.checkpoint import LAST_CHECKPOINT, saved_checkpoints
+
+EXPERIMENT = "stochastic-depth"  # two rows, one run each at smoke
+
+
+class SessionEnded(Exception):
+    """Stands for the end of a sitting: the process stops while the second row is about to train."""
+
+
+def _stop_at_second_row(message: str) -> None:
+    if message.startswith(f"[{EXPERIMENT} 2/2]"):
+        raise SessionEnded
+
+
+def test_an_interrupted_reproduction_leaves_a_partial_report_that_another_machine_finishes(tmp_path):
+    experiment = get_experiment(EXPERIMENT)
+    first, second = tmp_path / "first_machine", tmp_path / "second_machine"
+    with pytest.raises(SessionEnded):
+        reproduce(experiment, "smoke", out_dir=first, log=_stop_at_second_row, progress=False)
+    report = first / f"{EXPERIMENT}-smoke"
+    manifest = json.loads((report / "experiment.json").read_text())
+    assert manifest["pending_runs"] == 1
+    assert [len(row["runs"]) for row in manifest["rows"]] == [1, 0]
+    assert "**Partial report**: 1 of 2 runs have finished" in (report / "report.md").read_text()
+    finished = load_results(report).rows[0].runs[0]
+    assert finished.finished and not saved_checkpoints(report / "runs" / finished.name / LAST_CHECKPOINT)
+
+    # Only the report folder travels (as a commit would carry it); the other machine trains the second row only.
+    messages = []
+    final = reproduce(experiment, "smoke", out_dir=second, log=messages.append, progress=False, reuse=[tmp_path])
+    adopted = [m for m in messages if "records taken from" in m]
+    assert len(adopted) == 1 and finished.name in adopted[0]
+    assert not saved_checkpoints(second / "runs" / finished.name / LAST_CHECKPOINT)  # not trained again
+    results = load_results(final)
+    assert all(len(row.runs) == 1 and row.runs[0].finished for row in results.rows)
+    assert "pending_runs" not in json.loads((final / "experiment.json").read_text())
+    assert "Partial report" not in (final / "report.md").read_text()
+    assert results.rows[0].runs[0].summary == finished.summary
+
+
+def test_records_are_adopted_only_when_they_hold_what_the_experiment_measures(tmp_path):
+    recorded = tmp_path / "docs" / "layer-responses-cpu" / "runs" / "plain20-cpu-s0-abc"
+    recorded.mkdir(parents=True)
+    (recorded / "config.yaml").write_text("model: {name: plain20}\n")
+    target = tmp_path / "runs" / "plain20-cpu-s0-abc"
+    assert adopt_records(target, [tmp_path / "docs"]) is None  # unfinished: no summary
+    (recorded / "summary.json").write_text("{}")
+    assert adopt_records(target, [tmp_path / "docs"], needed=("layer_responses.json",)) is None
+    (recorded / "layer_responses.json").write_text("{}")
+    assert adopt_records(target, [tmp_path / "docs"], needed=("layer_responses.json",)) == recorded
+    assert run_state(target) == "done" and (target / "layer_responses.json").is_file()
+
+
+def test_reuse_of_a_missing_folder_is_refused_in_one_line(tmp_path):
+    with pytest.raises(UsageError, match="--reuse: .* is not a folder"):
+        reproduce(get_experiment(EXPERIMENT), "smoke", out_dir=tmp_path, reuse=[tmp_path / "nowhere"],
+                  log=lambda m: None, progress=False)
+
+
+def test_a_close_call_at_one_seed_runs_a_second_seed_for_its_rows_only(tmp_path, monkeypatch):
+    import resnetlab.reproduce.runner as runner_module
+
+    registered = get_experiment(EXPERIMENT)
+    plans = {**registered.plans, "smoke": replace(registered.plans["smoke"], second_seed_if_close=True)}
+    experiment = replace(registered, plans=plans)
+    close = registered.rows[1].label
+    monkeypatch.setattr(runner_module, "close_call_rows", lambda report_dir: [close])
+    report = reproduce(experiment, "smoke", out_dir=tmp_path, log=lambda m: None, progress=False)
+    manifest = json.loads((report / "experiment.json").read_text())
+    assert manifest["seeds"] == [0, 1] and manifest["second_seed_rows"] == [close]
+    assert [len(row["runs"]) for row in manifest["rows"]] == [1, 2]
+    assert f"A second seed ran for {close} only" in (report / "report.md").read_text()
+
+
+def test_close_calls_are_the_rows_of_claims_whose_error_rates_differ_by_less_than_2_points(tmp_path):
+    claims = [{"statement": "a", "shown": True, "evidence": "", "rows": ["ResNet-20", "ResNet-56"], "gap": 0.019},
+              {"statement": "b", "shown": False, "evidence": "", "rows": ["plain-20", "plain-56"], "gap": 0.021},
+              {"statement": "c", "shown": True, "evidence": "", "rows": [], "gap": None}]  # not between errors
+    (tmp_path / "results.json").write_text(json.dumps({"claims": claims}))
+    assert close_call_rows(tmp_path) == ["ResNet-20", "ResNet-56"]
