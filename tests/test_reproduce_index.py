@@ -2,11 +2,14 @@
 (each report is rebuilt first), written between markers into DIR/README.md without touching the prose around it."""
 
 import json
+import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
+from resnetlab.errors import UsageError
 from resnetlab.reproduce.experiment import get_experiment
 from resnetlab.reproduce.index import BEGIN, END, write_index
 from resnetlab.reproduce.report import VERDICTS
@@ -43,7 +46,8 @@ def test_every_claim_of_every_report_gets_a_line_with_its_verdict_and_numbers(re
     assert write_index(results_root).read_text() == text  # written again: the same file, the prose kept once
 
 
-def test_verdicts_come_from_the_records_and_outdated_budgets_are_marked(results_root):
+def test_verdicts_come_from_the_records_and_outdated_budgets_are_marked(results_root, tmp_path):
+    results_root = Path(shutil.copytree(results_root, tmp_path / "results"))  # the fixture stays as built
     folder = results_root / "stochastic-depth-smoke"
     results = json.loads((folder / "results.json").read_text())
     original = results["claims"][0]["shown"]
@@ -58,6 +62,13 @@ def test_verdicts_come_from_the_records_and_outdated_budgets_are_marked(results_
     assert json.loads((folder / "results.json").read_text())["claims"][0]["shown"] == original  # rebuilt
     line = next(x for x in _table((results_root / "README.md").read_text()) if "stochastic-depth-smoke" in x)
     assert "an older budget: the `smoke` budget is now 2 iterations" in line
+
+
+def test_a_readme_with_one_marker_is_refused_not_doubled(results_root, tmp_path):
+    root = Path(shutil.copytree(results_root, tmp_path / "results"))
+    (root / "README.md").write_text(f"# Reproductions\n\n{BEGIN}\nA table whose end marker was deleted.\n")
+    with pytest.raises(UsageError, match="only one of the claims table's two marker lines"):
+        write_index(root)
 
 
 def test_an_index_of_a_folder_without_reports_is_one_line(tmp_path):

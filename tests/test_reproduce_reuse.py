@@ -2,6 +2,7 @@
 the last), and runs recorded in committed report folders (`--reuse`) are taken instead of trained again."""
 
 import json
+import shutil
 from dataclasses import replace
 
 import pytest
@@ -39,8 +40,10 @@ def test_an_interrupted_reproduction_leaves_a_partial_report_that_another_machin
     assert finished.finished and not saved_checkpoints(report / "runs" / finished.name / LAST_CHECKPOINT)
 
     # Only the report folder travels (as a commit would carry it); the other machine trains the second row only.
+    committed = tmp_path / "docs" / "results"
+    shutil.copytree(report, committed / report.name)
     messages = []
-    final = reproduce(experiment, "smoke", out_dir=second, log=messages.append, progress=False, reuse=[tmp_path])
+    final = reproduce(experiment, "smoke", out_dir=second, log=messages.append, progress=False, reuse=[committed])
     adopted = [m for m in messages if "records taken from" in m]
     assert len(adopted) == 1 and finished.name in adopted[0]
     assert not saved_checkpoints(second / "runs" / finished.name / LAST_CHECKPOINT)  # not trained again
@@ -64,10 +67,24 @@ def test_records_are_adopted_only_when_they_hold_what_the_experiment_measures(tm
     assert run_state(target) == "done" and (target / "layer_responses.json").is_file()
 
 
-def test_reuse_of_a_missing_folder_is_refused_in_one_line(tmp_path):
-    with pytest.raises(UsageError, match="--reuse: .* is not a folder"):
-        reproduce(get_experiment(EXPERIMENT), "smoke", out_dir=tmp_path, reuse=[tmp_path / "nowhere"],
-                  log=lambda m: None, progress=False)
+def test_reuse_of_a_folder_without_reports_is_refused_in_one_line(tmp_path):
+    for folder in (tmp_path / "nowhere", tmp_path):
+        with pytest.raises(UsageError, match="--reuse: .* holds no report folder"):
+            reproduce(get_experiment(EXPERIMENT), "smoke", out_dir=tmp_path, reuse=[folder], log=lambda m: None,
+                      progress=False)
+
+
+def test_a_run_reused_without_its_measurements_takes_them_from_records_that_have_them(tmp_path):
+    machine_a, machine_b, committed = tmp_path / "a", tmp_path / "b", tmp_path / "committed"
+    degradation, responses = get_experiment("degradation"), get_experiment("layer-responses")
+    quiet = {"log": lambda m: None, "progress": False, "only_rows": ["plain-20"]}
+    shutil.copytree(reproduce(degradation, "smoke", out_dir=machine_a, **quiet), committed / "degradation-smoke")
+    reproduce(degradation, "smoke", out_dir=machine_b, reuse=[committed], **quiet)  # records only, no checkpoint
+    with pytest.raises(UsageError, match="neither a checkpoint nor layer_responses.json"):
+        reproduce(responses, "smoke", out_dir=machine_b, **quiet)
+    shutil.copytree(reproduce(responses, "smoke", out_dir=machine_a, **quiet), committed / "layer-responses-smoke")
+    report = reproduce(responses, "smoke", out_dir=machine_b, reuse=[committed], **quiet)
+    assert load_results(report).rows[0].runs[0].extras["layer_responses"]["layers"]
 
 
 def test_a_close_call_at_one_seed_runs_a_second_seed_for_its_rows_only(tmp_path, monkeypatch):
@@ -82,12 +99,14 @@ def test_a_close_call_at_one_seed_runs_a_second_seed_for_its_rows_only(tmp_path,
     manifest = json.loads((report / "experiment.json").read_text())
     assert manifest["seeds"] == [0, 1] and manifest["second_seed_rows"] == [close]
     assert [len(row["runs"]) for row in manifest["rows"]] == [1, 2]
+    seed0, seed1 = manifest["rows"][1]["runs"]
+    assert "-smoke-s0-" in seed0 and "-smoke-s1-" in seed1
     assert f"A second seed ran for {close} only" in (report / "report.md").read_text()
 
 
-def test_close_calls_are_the_rows_of_claims_whose_error_rates_differ_by_less_than_2_points(tmp_path):
-    claims = [{"statement": "a", "shown": True, "evidence": "", "rows": ["ResNet-20", "ResNet-56"], "gap": 0.019},
-              {"statement": "b", "shown": False, "evidence": "", "rows": ["plain-20", "plain-56"], "gap": 0.021},
-              {"statement": "c", "shown": True, "evidence": "", "rows": [], "gap": None}]  # not between errors
+def test_close_calls_are_read_from_the_reports_claims(tmp_path):
+    claims = [{"statement": "a", "shown": True, "evidence": "", "close_rows": ["ResNet-20", "ResNet-56"], "gap": 0.019},
+              {"statement": "b", "shown": False, "evidence": "", "close_rows": [], "gap": 0.021},
+              {"statement": "c", "shown": True, "evidence": "", "close_rows": [], "gap": None}]  # not between errors
     (tmp_path / "results.json").write_text(json.dumps({"claims": claims}))
     assert close_call_rows(tmp_path) == ["ResNet-20", "ResNet-56"]

@@ -101,10 +101,11 @@ def build_parser() -> argparse.ArgumentParser:
                            "with train/ and test/ (e.g. the CIFAR-10 JPEG copy), or 'synthetic' (default: "
                            "synthetic for smoke, the recipes' data/ otherwise)")
     reproduce.add_argument("--out", default="runs/reproduce", help="where runs and reports go (default: %(default)s)")
-    reproduce.add_argument("--reuse", nargs="+", metavar="DIR", default=(),
-                           help="report folders, or a folder of them such as docs/results, whose finished runs "
-                                "count as done: their records are copied and nothing is trained again (a "
-                                "reproduction goes on across machines from what was committed)")
+    reproduce.add_argument("--reuse", action="append", metavar="DIR", default=[],
+                           help="a report folder, or a folder of them such as docs/results, whose finished runs "
+                                "count as done: a run of the same name (recipe, budget, seed, resolved config) is "
+                                "taken from its records instead of trained again, so a reproduction goes on "
+                                "across machines from what was committed (repeatable)")
     reproduce.add_argument("--device", default="cpu")
     reproduce.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None)
     reproduce.set_defaults(handler=cmd_reproduce)

@@ -38,8 +38,10 @@ class Claim:
     statement: str
     shown: bool | None
     evidence: str  # the measured numbers behind the verdict, generated from the records
-    rows: tuple[str, ...] = ()  # labels of the rows compared (for claims between error rates)
-    gap: float | None = None  # the smallest difference between compared error rates (fraction): a close call
+    # Claims between error rates: the rows within `CLOSE_CALL` of a row they are compared with (a second seed
+    # could reorder them), and the smallest difference between compared rates (a fraction).
+    close_rows: tuple[str, ...] = ()
+    gap: float | None = None
 
 
 @dataclass(frozen=True)

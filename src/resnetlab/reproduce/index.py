@@ -69,7 +69,10 @@ def write_index(root: str | Path) -> Path:
     index = root / INDEX_FILE
     text = index.read_text() if index.is_file() else "# Reproductions\n"
     table = "\n".join([BEGIN, "", *claims_table(root), "", END])
-    if BEGIN in text and END in text:
+    if (BEGIN in text) != (END in text):
+        raise UsageError(f"{index} has only one of the claims table's two marker lines; restore the other (or "
+                         "remove both to put the table below the first heading)")
+    if BEGIN in text:
         text = text[:text.index(BEGIN)] + table + text[text.index(END) + len(END):]
     else:
         heading, _, rest = text.partition("\n")

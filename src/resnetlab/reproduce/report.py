@@ -185,7 +185,7 @@ def _results_json(experiment, results: ExperimentResults, analysis: Analysis) ->
 
     return {"experiment": experiment.name, "budget": results.manifest["budget"],
             "rows": [row_data(row) for row in results.rows],
-            "claims": [{"statement": c.statement, "shown": c.shown, "evidence": c.evidence, "rows": list(c.rows),
+            "claims": [{"statement": c.statement, "shown": c.shown, "evidence": c.evidence, "close_rows": list(c.close_rows),
                         "gap": c.gap} for c in analysis.claims]}
 
 

@@ -40,6 +40,7 @@ from resnetlab.reproduce.experiment import Experiment, Row
 from resnetlab.reproduce.records import DIVERGED_FILE, FINISHED, adopt_records, copy_records, run_state
 from resnetlab.reproduce.report import RESULTS_JSON, build_report
 from resnetlab.reproduce.results import MANIFEST_FILE, ReportFolderError
+from resnetlab.training.checkpoint import LAST_CHECKPOINT, saved_checkpoints
 from resnetlab.training.probes import TrainingCurve
 from resnetlab.training.session import train
 from resnetlab.training.trainer import TrainingDiverged
@@ -129,14 +130,16 @@ def reproduce(experiment: Experiment, budget: str, *, seeds: int | None = None, 
     if budget not in BUDGET_NAMES:
         raise UsageError(f"unknown budget {budget!r}; choose one of {', '.join(BUDGET_NAMES)}")
     plan = experiment.plans[budget]
+    close_calls = plan.second_seed_if_close and seeds is None and plan.seeds == 1  # not when --seeds is given
     seeds = plan.seeds if seeds is None else seeds
     if seeds < 1:
         raise UsageError(f"--seeds must be at least 1, got {seeds}")
     out_dir = Path(out_dir)
     reuse = [Path(folder) for folder in reuse]
-    missing = [str(folder) for folder in reuse if not folder.is_dir()]
+    missing = [str(folder) for folder in reuse if not (folder / MANIFEST_FILE).is_file()
+               and not any(folder.glob(f"*/{MANIFEST_FILE}"))]
     if missing:
-        raise UsageError(f"--reuse: {', '.join(missing)} is not a folder; give report folders written by "
+        raise UsageError(f"--reuse: {', '.join(missing)} holds no report folder; give report folders written by "
                          "`resnetlab reproduce` or a folder of them, e.g. docs/results")
     data_settings = data_overrides(data, budget)
     report_dir = out_dir / f"{experiment.name}-{budget}"
@@ -155,23 +158,23 @@ def reproduce(experiment: Experiment, budget: str, *, seeds: int | None = None, 
                        manifest, [_row_record(row, []) for row in rows])
     sitting.train([(index, row, seed) for index, row in enumerate(rows) for seed in range(seeds)])
     report = sitting.write()
-    close = close_call_rows(report) if plan.second_seed_if_close and seeds == 1 else []
+    close = close_call_rows(report) if close_calls else []
     if close:  # one seed cannot tell a gap this small from noise: a second seed for the rows of each such claim
         log(f"[{experiment.name}] a second seed for {', '.join(close)}: a claim's sides differ by less than "
             f"{100 * CLOSE_CALL:.0f} points")
         manifest.update(seeds=[0, 1], second_seed_rows=close)
-        sitting.train([(index, row, 1) for index, row in enumerate(rows) if row.label in close])
+        todo = [(index, row, 1) for index, row in enumerate(rows) if row.label in close]
+        sitting.write(pending=len(todo))
+        sitting.train(todo)
         report = sitting.write()
     return report
 
 
 def close_call_rows(report_dir: Path) -> list[str]:
-    """Labels of the rows in a report's claims whose sides differ by less than `CLOSE_CALL` (as error fractions),
-    from its ``results.json``."""
+    """Labels of the rows that a claim of the report compares with a row less than `CLOSE_CALL` away (as error
+    fractions), from its ``results.json``."""
     claims = json.loads((report_dir / RESULTS_JSON).read_text())["claims"]
-    close = {label for claim in claims if claim.get("gap") is not None and claim["gap"] < CLOSE_CALL
-             for label in claim.get("rows", ())}
-    return sorted(close)
+    return sorted({label for claim in claims for label in claim.get("close_rows", ())})
 
 
 @dataclass
@@ -208,11 +211,23 @@ class _Sitting:
                  f"{config.model.name}, {length}")
         run_dir = self.out_dir / "runs" / name
         trains = run_state(run_dir) not in FINISHED and not self._adopted(run_dir)
+        if run_state(run_dir) == "done" and not self._measurable(run_dir):
+            raise UsageError(f"{run_dir} has the records of a finished run but neither a checkpoint nor "
+                             f"{', '.join(self.experiment.measured_files)}, which {self.experiment.name} measures; "
+                             "give --reuse a folder whose records have them, or remove the folder to train it again")
         status = ensure_trained(config, run_dir, self.plan, device=self.device, log=self.log, progress=self.progress)
         if status == "done" and self.experiment.measure is not None:
             self.experiment.measure(run_dir)
         self.records[index]["runs"].append(name)
         return trains
+
+    def _measurable(self, run_dir: Path) -> bool:
+        """Whether this experiment's measurements are on a finished run, or can be taken from its checkpoint
+        (a run adopted for another experiment may have neither: then records that hold them are adopted)."""
+        needed = self.experiment.measured_files
+        if all((run_dir / file).is_file() for file in needed) or saved_checkpoints(run_dir / LAST_CHECKPOINT):
+            return True
+        return self._adopted(run_dir)
 
     def _adopted(self, run_dir: Path) -> bool:
         source = adopt_records(run_dir, self.reuse, self.experiment.measured_files) if self.reuse else None

@@ -38,6 +38,8 @@ def _analyze(results, report_dir: Path) -> Analysis:
     steps, best = {}, {}
     for row in results.rows:
         per_seed = [steps_to_accuracy(run.curve, target) for run in row.runs if run.finished]
+        if not per_seed:  # not run (yet): no number, and claims on it cannot tell
+            continue
         reached = sorted(s for s in per_seed if s is not None)
         steps[row.label] = reached[len(reached) // 2] if reached and len(reached) > len(per_seed) / 2 else None
         accuracies = [1 - r["val_error"] for run in row.runs for r in run.curve if r.get("val_error") is not None]
@@ -66,7 +68,7 @@ def _analyze(results, report_dir: Path) -> Analysis:
 
     def fewer(a: str, b: str, statement: str) -> Claim:
         if a not in steps or b not in steps:
-            return Claim(statement, None, "(a row did not run)")
+            return Claim(statement, None, "(a row has no finished run)")
         shown = steps[a] is not None and (steps[b] is None or steps[a] < steps[b])
         return Claim(statement, shown, f"Ours: {a} {steps[a] or 'never'}, {b} {steps[b] or 'never'} steps to "
                                        f"{100 * target:.0f}%.")

@@ -6,7 +6,7 @@ from __future__ import annotations
 import itertools
 from dataclasses import replace
 
-from resnetlab.reproduce.budgets import WARM_START_NOTE
+from resnetlab.reproduce.budgets import CLOSE_CALL, WARM_START_NOTE
 from resnetlab.reproduce.experiment import Claim
 from resnetlab.reproduce.results import ExperimentResults, RowResult
 
@@ -42,7 +42,10 @@ def ordered_claim(statement: str, rows: list[RowResult | None], key: str, *, inc
     pairs = list(itertools.pairwise(values))
     shown = all((b > a) if increasing else (b < a) for a, b in pairs)
     evidence = f"Ours ({what}, %): " + ", ".join(f"{row.label} {100 * v:.2f}" for row, v in zip(rows, values)) + "."
-    return Claim(statement, shown, evidence, tuple(row.label for row in rows), min(abs(b - a) for a, b in pairs))
+    close = {row.label for pair, (a, b) in zip(itertools.pairwise(rows), pairs) if abs(b - a) < CLOSE_CALL
+             for row in pair}
+    return Claim(statement, shown, evidence, tuple(row.label for row in rows if row.label in close),
+                 min(abs(b - a) for a, b in pairs))
 
 
 def budget_notes(results: ExperimentResults) -> list[str]:

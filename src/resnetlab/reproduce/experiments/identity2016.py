@@ -64,6 +64,9 @@ def _error_figure(results, report_dir: Path, file: str, title: str) -> Figure:
 def _lowest_claim(statement: str, best, others, metric: str) -> Claim:
     best_value = median_of(best, metric)
     values = {row.label: median_of(row, metric) for row in others}
+    not_run = [row.label for row in (best, *others) if not row.runs]
+    if not_run:
+        return Claim(statement, None, f"(not run yet: {', '.join(not_run)})")
     if best_value is None:
         return Claim(statement, None, "(the row has no finished run)")
     finished = {label: v for label, v in values.items() if v is not None}
@@ -74,7 +77,8 @@ def _lowest_claim(statement: str, best, others, metric: str) -> Claim:
         + ".")
     gaps = {label: abs(v - best_value) for label, v in finished.items()}
     close = tuple(label for label, gap in gaps.items() if gap < CLOSE_CALL)  # rows a second seed could reorder
-    return Claim(statement, shown, evidence, (best.label, *close), min(gaps.values()) if gaps else None)
+    return Claim(statement, shown, evidence, (best.label, *close) if close else (),
+                 min(gaps.values()) if gaps else None)
 
 
 def _analyze_shortcuts(results, report_dir: Path) -> Analysis:
@@ -86,7 +90,10 @@ def _analyze_shortcuts(results, report_dir: Path) -> Analysis:
     failing = [row for row in results.rows if row.paper.get("fail")]
     statement = "The variants the paper marks fail end above 20% test error (or diverge) here too."
     values = {row.label: median_of(row, results.metric) for row in failing}
-    if failing:
+    if any(not row.runs for row in failing):
+        analysis.claims.append(Claim(statement, None, "(not run yet: "
+                                     + ", ".join(row.label for row in failing if not row.runs) + ")"))
+    elif failing:
         shown = all(v is None or v > 0.20 for v in values.values())
         analysis.claims.append(Claim(statement, shown, "Ours: " + ", ".join(
             f"{label} {'diverged' if v is None else f'{100 * v:.2f}%'}" for label, v in values.items()) + "."))
