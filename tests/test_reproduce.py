@@ -232,17 +232,22 @@ def test_a_stalled_start_is_noted_from_the_curve():
     from resnetlab.reproduce.experiments.common import stall_notes
     from resnetlab.reproduce.results import ExperimentResults, RowResult, RunRecord
 
-    def row(label, gradients):
-        curve = [{"iteration": 50 * (i + 1), "grad_first_conv": g, "train_error": 0.9} for i, g in enumerate(gradients)]
+    def row(label, gradients, first_loss=4.4):  # a first window's loss of 4.4, near 2 x chance: a blow-up
+        curve = [{"iteration": 50 * (i + 1), "grad_first_conv": g, "train_error": 0.9,
+                  "train_loss": first_loss if i == 0 else 2.3} for i, g in enumerate(gradients)]
         run = RunRecord("run", {}, {}, {"iterations": 50 * len(curve)}, [], curve)
         return RowResult(label, "ResNet", "recipe.yaml", "resnet56", "600 iterations", 128, {}, [run])
 
     results = ExperimentResults({}, [row("steady", [0.011, 0.008, 0.009]),  # a 1.4-fold dip: no note
                                      row("stalled", [0.009, 1e-4, 4e-4, 0.003]),
-                                     row("dead", [0.009, 1e-4, 2e-4])])
+                                     row("dead", [0.009, 1e-4, 2e-4]),
+                                     # The gradient of a plain net shrinks from a large start with no blow-up
+                                     # (its loss never above chance, ln 10 = 2.30): slow, not stalled.
+                                     row("slow plain net", [0.5, 1e-3, 2e-4], first_loss=2.30)])
     notes = stall_notes(results)
     assert len(notes) == 2
-    assert notes[0].startswith("stalled stalled early") and "9.0e-03 (iterations 1-50) to 1.0e-04" in notes[0]
+    assert notes[0].startswith("stalled stalled early: its training loss rose to 4.40 (window ending at iteration "
+                               "50; chance is 2.30)") and "9.0e-03 (iterations 1-50) to 1.0e-04" in notes[0]
     assert "back above 25% of its first value at iteration 200 (of 200)" in notes[0]
     assert "still below 25% of its first value at the end (of 150)" in notes[1]
     from resnetlab.reproduce.experiment import Claim
@@ -262,7 +267,7 @@ def test_claims_over_depth_leave_out_stalled_rows_whichever_way_they_would_point
 
     class Row:
         def __init__(self, label, value, gradients):
-            curve = [{"iteration": 50 * (i + 1), "grad_first_conv": g, "train_error": 0.9}
+            curve = [{"iteration": 50 * (i + 1), "grad_first_conv": g, "train_error": 0.9, "train_loss": 5.0}
                      for i, g in enumerate(gradients)]
             self.label, self._value = label, value
             self.runs = [SimpleNamespace(finished=True, curve=curve)]

@@ -4,6 +4,7 @@ why a budget's numbers differ from the paper's (all generated from the records).
 from __future__ import annotations
 
 import itertools
+import math
 from dataclasses import replace
 
 from resnetlab.reproduce.budgets import CLOSE_CALL, WARM_START_NOTE
@@ -12,6 +13,11 @@ from resnetlab.reproduce.results import ExperimentResults, RowResult
 
 STALL_FACTOR = 20  # a first-layer gradient this many times below its first window's means the net stalled
 RECOVERED_FRACTION = 0.25  # ... and back above this fraction of the first window's: training again
+# ... after a blow-up: a window's training loss this many times chance (ln of the class count) at or before the
+# gradient's low. A plain net's first-layer gradient also shrinks from a large start while its loss only creeps
+# down from chance: that is slow optimisation (what the degradation study measures), not a stall.
+DIVERGED_LOSS_FACTOR = 1.2
+CIFAR10_CLASSES = 10  # the data of every reproduction, for records that do not give their class count
 
 
 def first_finished(row: RowResult | None):
@@ -91,7 +97,8 @@ def stall(row: RowResult | None) -> dict | None:
 def run_stall(run) -> dict | None:
     """Where a run's first steps diverged and stalled the net, from its training curve: the window where the
     mean |gradient| of the first convolution was lowest, when that is more than `STALL_FACTOR`-fold below the
-    first window's (None: no stall, or no curve)."""
+    first window's and a window's training loss rose above `DIVERGED_LOSS_FACTOR` x chance at or before it
+    (None: no stall, or no curve)."""
     curve = [r for r in (run.curve if run else []) if r.get("grad_first_conv") is not None]
     if len(curve) < 2 or not curve[0]["grad_first_conv"]:
         return None
@@ -99,10 +106,16 @@ def run_stall(run) -> dict | None:
     lowest = min(curve, key=lambda r: r["grad_first_conv"])
     if lowest["grad_first_conv"] * STALL_FACTOR > start:
         return None
+    summary = getattr(run, "summary", None) or {}
+    chance = math.log(len(summary.get("final_test_per_class_accuracy") or ()) or CIFAR10_CLASSES)
+    peak = max((r for r in curve if r["iteration"] <= lowest["iteration"] and r.get("train_loss") is not None),
+               key=lambda r: r["train_loss"], default=None)
+    if peak is None or peak["train_loss"] < DIVERGED_LOSS_FACTOR * chance:
+        return None
     later = [r for r in curve if r["iteration"] > lowest["iteration"]]
     back = next((r for r in later if r["grad_first_conv"] >= RECOVERED_FRACTION * start), None)
     return {"start": start, "first_window_end": curve[0]["iteration"], "lowest": lowest, "back": back,
-            "end": curve[-1]["iteration"]}
+            "end": curve[-1]["iteration"], "peak_loss": peak, "chance_loss": chance}
 
 
 def unless_stalled(claim: Claim, rows: list[RowResult | None]) -> Claim:
@@ -140,11 +153,14 @@ def stall_notes(results: ExperimentResults) -> list[str]:
         start, lowest, back = found["start"], found["lowest"], found["back"]
         recovery = (f"it was back above {RECOVERED_FRACTION:.0%} of its first value at iteration {back['iteration']}"
                     if back else f"it was still below {RECOVERED_FRACTION:.0%} of its first value at the end")
-        notes.append(f"{row.label} stalled early: the mean |gradient| of its first convolution fell from {start:.1e} "
+        peak = found["peak_loss"]
+        notes.append(f"{row.label} stalled early: its training loss rose to {peak['train_loss']:.2f} (window ending "
+                     f"at iteration {peak['iteration']}; chance is {found['chance_loss']:.2f}) and the mean "
+                     f"|gradient| of its first convolution fell from {start:.1e} "
                      f"(iterations 1-{found['first_window_end']}) to {lowest['grad_first_conv']:.1e} (window ending "
                      f"at iteration {lowest['iteration']}), with the training error at "
-                     f"{100 * lowest['train_error']:.0f}%, and {recovery} (of {found['end']}). Its first "
-                     "steps at the recipe's learning rate diverged and left the net near chance; a short run "
-                     "spends much of its length recovering, so its errors say little about the depth itself. (He "
-                     "et al. start ResNet-110 at a learning rate of 0.01 for this reason.)")
+                     f"{100 * lowest['train_error']:.0f}%, and {recovery} (of {found['end']}). The blow-up "
+                     "left the net near chance; a short run spends much of its length recovering, so its errors "
+                     "say little about the depth itself. (He et al. start ResNet-110 at a learning rate of 0.01 "
+                     "for this reason.)")
     return notes
