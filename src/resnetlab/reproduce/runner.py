@@ -59,11 +59,8 @@ def resolve_config(row: Row, budget: str, plan: Plan, seed: int, data: Sequence[
         overrides.append("model.checkpoint_segments=0")
     if plan.iterations is not None:
         overrides += shorten_overrides(recipe, plan.iterations, plan.compress)
-    warmup = recipe.train.schedule.warmup
-    if plan.warm_start and warmup.kind == "none":
+    if plan.warm_start:  # one start for every row, in place of the recipe's (see `WARM_START`)
         overrides += WARM_START
-    elif plan.warm_start and warmup.kind in ("constant", "linear"):  # its own warm-up, at its full length
-        overrides.append(f"train.schedule.warmup.steps={warmup.steps}")
     if plan.batch_size is not None:
         overrides.append(f"train.batch_size={plan.batch_size}")
     if plan.compile is not None:
