@@ -53,7 +53,7 @@ def claims_table(root: Path) -> list[str]:
         where = f"[`{folder.name}`]({folder.name}/report.md){_status(manifest)}"
         budget = f"`{manifest['budget']}`: {_length(manifest)}"
         for claim in results["claims"] or [{"statement": "(no claim checked)", "shown": None, "evidence": ""}]:
-            evidence = claim["evidence"].replace("|", "/")
+            evidence = claim["evidence"].replace("|", "\\|")
             lines.append(f"| {where} | {claim['statement']} | **{VERDICTS[claim['shown']]}** | {evidence} | {budget} "
                          f"| {_seeds(results)} |")
     return lines

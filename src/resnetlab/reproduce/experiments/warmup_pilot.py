@@ -86,10 +86,12 @@ def _analyze(results, report_dir: Path) -> Analysis:
 
 EXPERIMENTS: list[Experiment] = []
 EXPERIMENTS.append(Experiment(
-    name="warmup-pilot", title="Warm-up pilot: the first 1,000 iterations with and without lr 0.01 for 400",
+    name="warmup-pilot", title="Warm-up pilot: the first 1,000 iterations from lr 0.1, after 0.01 held for 400, or "
+                               "ramped over 400",
     paper=PAPER,
     summary="At lr 0.1 from the first step deep CIFAR nets can diverge in a few iterations and stall near chance; "
-            "He et al. warm ResNet-110 up at 0.01. Does 400 iterations at 0.01 remove the stall?",
+            "He et al. warm ResNet-110 up at 0.01 for about 400 iterations. Does holding 0.01 for 400 iterations, "
+            "or ramping from 0.01 to 0.1 over them, remove the stall?",
     rows=ROWS, plans={"smoke": replace(SMOKE, metric="final_train_error"), "cpu": PILOT,
                       "paper": PILOT},
     analyze=_analyze))
