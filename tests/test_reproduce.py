@@ -349,11 +349,16 @@ def test_cli_lists_experiments_and_refuses_bad_input_in_one_line(tmp_path):
                            (("reproduce", "all", "--rows", "ResNet-20"), "--rows names rows of one experiment"),
                            (("reproduce", "batchnorm", "--budget", "cpu", "--data", str(tmp_path / "nope")),
                             "does not exist"),
+                           (("reproduce", "batchnorm", "--no-train"), "--no-train: no run of batchnorm"),
                            (("report", str(tmp_path)), "not a report folder")):
         result = run_cli(*args, cwd=tmp_path)
         assert result.returncode == 2, result.stderr
         lines = result.stderr.strip().splitlines()
         assert len(lines) == 1 and fragment in lines[0] and "Traceback" not in result.stderr, result.stderr
+    gathered = run_cli("reproduce", "all", "--no-train", cwd=tmp_path)  # each experiment skipped, then one line
+    assert gathered.returncode == 2 and "Traceback" not in gathered.stderr, gathered.stderr
+    *skipped, last = gathered.stderr.strip().splitlines()
+    assert len(skipped) == len(EXPERIMENTS) and "no run of any experiment" in last
 
 
 def test_failing_rows_of_table1_are_marked_in_the_recipes():

@@ -18,7 +18,7 @@ EXPERIMENT = "stochastic-depth"  # two rows, one run each at smoke
 
 
 class SessionEnded(Exception):
-    """Stands for the end of a sitting: the process stops while the second row is about to train."""
+    """Stands for the end of a sitting: the process stops as a run is about to train."""
 
 
 def _stop_at_second_row(message: str) -> None:
@@ -52,6 +52,38 @@ def test_an_interrupted_reproduction_leaves_a_partial_report_that_another_machin
     assert "pending_runs" not in json.loads((final / "experiment.json").read_text())
     assert "Partial report" not in (final / "report.md").read_text()
     assert results.rows[0].runs[0].summary == finished.summary
+
+
+def test_finished_runs_are_taken_before_any_trains_and_no_train_reports_them_alone(tmp_path):
+    experiment = get_experiment(EXPERIMENT)
+    first, second, committed = tmp_path / "first_machine", tmp_path / "second_machine", tmp_path / "committed"
+    second_row = experiment.rows[1].label
+    quiet = {"log": lambda m: None, "progress": False}
+    shutil.copytree(reproduce(experiment, "smoke", out_dir=first, only_rows=[second_row], **quiet),
+                    committed / f"{EXPERIMENT}-smoke")
+    with pytest.raises(UsageError, match="--no-train: no run of stochastic-depth at the smoke budget has finished"):
+        reproduce(experiment, "smoke", out_dir=second, train_missing=False, **quiet)
+
+    report = reproduce(experiment, "smoke", out_dir=second, reuse=[committed], train_missing=False,
+                       command="resnetlab reproduce stochastic-depth --no-train --reuse committed", **quiet)
+    manifest = json.loads((report / "experiment.json").read_text())
+    assert manifest["pending_runs"] == 1 and [len(row["runs"]) for row in manifest["rows"]] == [0, 1]
+    assert [run.name for run in (second / "runs").iterdir()] == manifest["rows"][1]["runs"]  # nothing trained
+    text = (report / "report.md").read_text()
+    assert ("1 of 2 runs have finished; the rest are still to train. `resnetlab reproduce stochastic-depth "
+            "--reuse committed` goes on") in text
+    assert "wall time of its last sitting (runs trained in it: 0; finished runs reused: 1)" in text
+
+    # A sitting that ends while the first row trains has already reported the second row's finished run.
+    def stop_when_training_starts(message: str) -> None:
+        if message.startswith(f"[{EXPERIMENT} 1/2]") and not message.endswith("reused"):
+            raise SessionEnded
+
+    shutil.rmtree(report)
+    with pytest.raises(SessionEnded):
+        reproduce(experiment, "smoke", out_dir=second, reuse=[committed], log=stop_when_training_starts,
+                  progress=False)
+    assert json.loads((report / "experiment.json").read_text())["rows"] == manifest["rows"]
 
 
 def test_records_are_adopted_only_when_they_hold_what_the_experiment_measures(tmp_path):

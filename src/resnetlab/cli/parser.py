@@ -106,6 +106,9 @@ def build_parser() -> argparse.ArgumentParser:
                                 "count as done: a run of the same name (recipe, budget, seed, resolved config) is "
                                 "taken from its records instead of trained again, so a reproduction goes on "
                                 "across machines from what was committed (repeatable)")
+    reproduce.add_argument("--no-train", action="store_true",
+                           help="train nothing: write the report from the runs finished here or in --reuse folders, "
+                                "counting the others as still to train")
     reproduce.add_argument("--device", default="cpu")
     reproduce.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None)
     reproduce.set_defaults(handler=cmd_reproduce)

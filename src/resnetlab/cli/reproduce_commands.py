@@ -13,7 +13,7 @@ from resnetlab.errors import UsageError
 
 def cmd_reproduce(args: argparse.Namespace) -> int:
     from resnetlab.reproduce.experiment import get_experiment, list_experiments
-    from resnetlab.reproduce.runner import command_line, reproduce
+    from resnetlab.reproduce.runner import NothingFinished, command_line, reproduce
 
     if args.list:
         return _list_experiments(list_experiments())
@@ -25,17 +25,27 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
         raise UsageError("--rows names rows of one experiment; give the experiment instead of 'all'")
     from resnetlab.training.trainer import TrainingInterrupted
 
+    skipped: list[str] = []  # with --no-train: experiments that have no finished run
     for name in names:
         experiment = get_experiment(name)
         try:
             report_dir = reproduce(experiment, args.budget, seeds=args.seeds, data=args.data, out_dir=args.out,
                                    device=args.device, progress=args.progress, command=command_line(),
-                                   only_rows=args.rows, reuse=args.reuse)
+                                   only_rows=args.rows, reuse=args.reuse, train_missing=not args.no_train)
+        except NothingFinished:
+            if len(names) == 1:
+                raise
+            print(f"resnetlab: {name}: no run has finished, so no report (--no-train); skipped", file=sys.stderr)
+            skipped.append(name)
+            continue
         except TrainingInterrupted as stop:
             print(f"resnetlab: interrupted ({stop}); finished runs are kept and the current one has a checkpoint: "
                   "run the same command again to continue", file=sys.stderr)
             return stop.exit_code
         print(f"report: {report_dir / 'report.md'} (and report.html, results.json, figures)")
+    if len(skipped) == len(names) > 1:
+        raise UsageError(f"--no-train: no run of any experiment at the {args.budget} budget has finished in "
+                         f"{args.out} or the --reuse folders, so there is nothing to report")
     return 0
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import html
 import json
+import shlex
 from pathlib import Path
 
 from resnetlab.reproduce.experiment import Analysis, get_experiment
@@ -67,8 +68,12 @@ def _setup_lines(results: ExperimentResults) -> list[str]:
     lines = [f"Command: `{manifest['command']}`"]
     if manifest.get("pending_runs"):
         done = sum(len(row.runs) for row in results.rows)
+        try:
+            go_on = shlex.join(word for word in shlex.split(manifest["command"]) if word != "--no-train")
+        except ValueError:  # a command given by hand that shell rules cannot split: shown as it is
+            go_on = manifest["command"]
         lines.insert(0, f"**Partial report**: {done} of {done + manifest['pending_runs']} runs have finished; the "
-                        "rest are still to train. Run the same command again to go on (finished runs are reused).")
+                        f"rest are still to train. `{go_on}` goes on (finished runs are reused).")
     length = (f"{train.get('iterations')} iterations" if train.get("iterations") else f"{train.get('epochs')} epochs")
     recipe = results.rows[0] if results.rows else None
     if recipe is not None:
@@ -95,8 +100,10 @@ def _setup_lines(results: ExperimentResults) -> list[str]:
                              run.environment else "precision fp32" for run in finished if run.environment})
         lines.append(f"Arithmetic: {'; '.join(precisions)}.")
     total = sum(run.summary.get("train_seconds", 0.0) for run in results.runs if run.summary)
-    lines.append(f"Training time over all runs: {duration(total)} (evaluation excluded); "
-                 f"wall time of the command: {duration(manifest.get('wall_seconds'))}.")
+    sitting = (f"wall time of the command: {duration(manifest.get('wall_seconds'))}" if not manifest.get("runs_reused")
+               else f"wall time of its last sitting (runs trained in it: {manifest['runs_trained']}; finished "
+                    f"runs reused: {manifest['runs_reused']}): {duration(manifest.get('wall_seconds'))}")
+    lines.append(f"Training time over all runs: {duration(total)} (evaluation excluded); {sitting}.")
     return lines
 
 

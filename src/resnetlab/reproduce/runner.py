@@ -6,8 +6,9 @@ finished run is reused, and an interrupted one resumes from its last checkpoint 
 A run whose loss diverges is recorded as such (``diverged.json``) and the experiment goes on: "fail" is a
 result in the identity-mappings tables. The report folder ``OUT/EXPERIMENT-BUDGET`` gets a copy of each run's
 small record files, so it holds every number it shows and `resnetlab report` can rebuild it anywhere. It is
-rewritten after every run that trains, marked partial until the last one ends, so a long reproduction shows
-its results as they come and an interruption loses at most the run in progress.
+written once the runs finished earlier are taken and again after every run that trains, marked partial until the
+last one ends, so a long reproduction shows its results as they come and an interruption loses at most the run in
+progress.
 
 Runs finished elsewhere count too: ``reuse`` names report folders (or folders of them, such as the committed
 ``docs/results``) whose records of a run with the same name stand for the run, so a reproduction too long for
@@ -16,114 +17,41 @@ one sitting goes on across machines from what was committed.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import shlex
-import shutil
 import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from resnetlab.config import Config, load_config, to_dict
+from resnetlab.config import load_config
 from resnetlab.errors import UsageError
-from resnetlab.reproduce.budgets import (
-    BUDGET_NAMES,
-    CLOSE_CALL,
-    WARM_START,
-    Plan,
-    data_overrides,
-    shorten_overrides,
-)
+from resnetlab.reproduce.budgets import BUDGET_NAMES, CLOSE_CALL, Plan, data_overrides
 from resnetlab.reproduce.experiment import Experiment, Row
-from resnetlab.reproduce.records import DIVERGED_FILE, FINISHED, adopt_records, copy_records, run_state
+from resnetlab.reproduce.records import FINISHED, adopt_records, copy_records, run_state
 from resnetlab.reproduce.report import RESULTS_JSON, build_report
 from resnetlab.reproduce.results import MANIFEST_FILE, ReportFolderError
+from resnetlab.reproduce.runs import ensure_trained, resolve_config, run_name
 from resnetlab.training.checkpoint import LAST_CHECKPOINT, saved_checkpoints
-from resnetlab.training.probes import TrainingCurve
-from resnetlab.training.session import train
-from resnetlab.training.trainer import TrainingDiverged
 
-__all__ = ["close_call_rows", "ensure_trained", "rebuild", "reproduce", "resolve_config", "run_name", "run_state"]
+__all__ = ["NothingFinished", "close_call_rows", "ensure_trained", "rebuild", "reproduce", "resolve_config",
+           "run_name", "run_state"]
 
 
-def resolve_config(row: Row, budget: str, plan: Plan, seed: int, data: Sequence[str]) -> Config:
-    """The validated config one run of ``row`` uses under ``budget``."""
-    overrides = list(row.overrides)
-    recipe = load_config(row.recipe_path, overrides)
-    substitutes = dict(plan.substitute)
-    if recipe.model.name in substitutes:
-        overrides += substitutes[recipe.model.name]
-        # A smaller stand-in needs no activation checkpointing (set for the 1001/1202-layer recipes).
-        overrides.append("model.checkpoint_segments=0")
-    if plan.iterations is not None:
-        overrides += shorten_overrides(recipe, plan.iterations, plan.compress)
-    if plan.warm_start:  # one start for every row, in place of the recipe's (see `WARM_START`)
-        overrides += WARM_START
-    if plan.batch_size is not None:
-        overrides.append(f"train.batch_size={plan.batch_size}")
-    if plan.compile is not None:
-        overrides.append(f"train.compile={str(plan.compile).lower()}")
-    if plan.validation_size is not None:
-        overrides.append(f"data.validation_size={plan.validation_size}")
-    overrides += [*data, f"train.seed={seed}", f"train.eval_every={plan.eval_every}"]
-    return load_config(row.recipe_path, overrides)
-
-
-# (dotted key, default) of config keys newer than the first runs
-ADDED_LATER = (("model.sync_bn", False), ("train.label_smoothing", 0.0), ("model.weights", None),
-               ("train.freeze", "none"), ("train.backbone_lr_scale", 1.0), ("train.checkpoint_every_minutes", 10.0),
-               ("train.checkpoint_every_iterations", 0), ("train.keep_checkpoints", 2), ("data.lighting", 0.0),
-               ("data.eval_crop", None))
-
-
-def run_name(row: Row, budget: str, seed: int, config: Config) -> str:
-    settings = {key: value for key, value in to_dict(config).items() if key != "run"}
-    # Keys added to the config after runs were named leave the name alone at their default, so finished runs
-    # keep being found (a reproduction never trains with them on).
-    for dotted, default in ADDED_LATER:
-        *path, key = dotted.split(".")
-        section = settings
-        for part in path:
-            section = section[part]
-        if section.get(key, default) == default:
-            section.pop(key, None)
-    warmup = settings["train"]["schedule"]["warmup"]
-    if warmup["kind"] != "error_threshold":  # a floor only that warm-up reads (it changed the runs that have it)
-        warmup.pop("min_steps", None)
-    digest = hashlib.sha1(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:8]
-    return f"{Path(row.recipe).stem}-{budget}-s{seed}-{digest}"
-
-
-def ensure_trained(config: Config, run_dir: Path, plan: Plan, *, device: str, log: Callable[[str], None],
-                   progress: bool | None) -> str:
-    """Train, resume or reuse the run in ``run_dir``; returns how it ended (done or diverged)."""
-    state = run_state(run_dir)
-    if state in FINISHED:
-        log(f"  {run_dir.name}: {state}, reused")
-        return state
-    if state == "new" and run_dir.exists():
-        shutil.rmtree(run_dir)  # a start that never reached its first checkpoint: nothing to keep
-    probes = [TrainingCurve(plan.curve_every, plan.eval_images, plan.eval_split)]
-    try:
-        if state == "partial":
-            train(resume=run_dir, device=device, progress=progress, log=log, probes=probes)
-        else:
-            train(config, run_dir=run_dir, device=device, progress=progress, log=log, probes=probes)
-    except TrainingDiverged as error:
-        (run_dir / DIVERGED_FILE).write_text(json.dumps({"error": str(error)}, indent=2) + "\n")
-        log(f"  {run_dir.name}: diverged ({error})")
-        return "diverged"
-    return "done"
+class NothingFinished(UsageError):
+    """`--no-train` found no finished run of the experiment: there is no report to write."""
 
 
 def reproduce(experiment: Experiment, budget: str, *, seeds: int | None = None, data: str | None = None,
               out_dir: str | Path = "runs/reproduce", device: str = "cpu", log: Callable[[str], None] = print,
               progress: bool | None = None, command: str | None = None,
-              only_rows: Sequence[str] | None = None, reuse: Sequence[str | Path] = ()) -> Path:
+              only_rows: Sequence[str] | None = None, reuse: Sequence[str | Path] = (),
+              train_missing: bool = True) -> Path:
     """Run every row of ``experiment`` at ``budget`` (or the rows labelled ``only_rows``) and write its report;
-    returns the report folder. Finished runs recorded in the report folders ``reuse`` are not trained again."""
+    returns the report folder. Finished runs recorded in the report folders ``reuse`` are not trained again.
+    With ``train_missing`` False (`--no-train`) nothing trains: the report shows the finished runs and counts
+    the others as still to train."""
     if budget not in BUDGET_NAMES:
         raise UsageError(f"unknown budget {budget!r}; choose one of {', '.join(BUDGET_NAMES)}")
     plan = experiment.plans[budget]
@@ -153,17 +81,21 @@ def reproduce(experiment: Experiment, budget: str, *, seeds: int | None = None, 
     }
     sitting = _Sitting(experiment, budget, plan, out_dir, report_dir, reuse, data_settings, device, log, progress,
                        manifest, [_row_record(row, []) for row in rows])
-    sitting.train([(index, row, seed) for index, row in enumerate(rows) for seed in range(seeds)])
-    report = sitting.write()
-    close = close_call_rows(report) if close_calls else []
+    left = sitting.train([(index, row, seed) for index, row in enumerate(rows) for seed in range(seeds)],
+                         train_missing)
+    if not any(record["runs"] for record in sitting.records):  # only with --no-train: each run trains otherwise
+        raise NothingFinished(f"--no-train: no run of {experiment.name} at the {budget} budget has finished in "
+                              f"{out_dir} or the --reuse folders, so there is nothing to report; run it without "
+                              "--no-train")
+    report = sitting.write(pending=left)
+    close = close_call_rows(report) if close_calls and not left else []
     if close:  # one seed cannot tell a gap this small from noise: a second seed for the rows of each such claim
         log(f"[{experiment.name}] a second seed for {', '.join(close)}: a claim's sides differ by less than "
             f"{100 * CLOSE_CALL:.0f} points")
         manifest.update(seeds=[0, 1], second_seed_rows=close)
-        todo = [(index, row, 1) for index, row in enumerate(rows) if row.label in close]
-        sitting.write(pending=len(todo))
-        sitting.train(todo)
-        report = sitting.write()
+        left = sitting.train([(index, row, 1) for index, row in enumerate(rows) if row.label in close],
+                             train_missing)
+        report = sitting.write(pending=left)
     return report
 
 
@@ -191,32 +123,54 @@ class _Sitting:
     manifest: dict
     records: list[dict]  # the manifest's rows, each with the runs finished so far
     started: float = field(default_factory=time.time)
+    seed_of: dict[str, int] = field(default_factory=dict)  # run name -> seed, to list each row's runs in seed order
+    reused: int = 0  # runs taken finished in this sitting (the others of the manifest trained in it)
 
-    def train(self, todo: list[tuple[int, Row, int]]) -> None:
-        """Train (or reuse) the runs ``todo`` (row index, row, seed) in order."""
-        for done, (index, row, seed) in enumerate(todo, 1):
-            if self.run(index, row, seed) and done < len(todo):  # what has finished so far, marked partial
-                self.write(pending=len(todo) - done)
+    def train(self, todo: list[tuple[int, Row, int]], train_missing: bool = True) -> int:
+        """Take the runs of ``todo`` (row index, row, seed) that have finished, here or in a reused folder, then
+        train the others in order, rewriting the partial report before each; returns how many are left
+        untrained (all of the others where ``train_missing`` is False)."""
+        waiting = []
+        for index, row, seed in todo:
+            config = resolve_config(row, self.budget, self.plan, seed, self.data_settings)
+            run_dir = self.out_dir / "runs" / run_name(row, self.budget, seed, config)
+            if not self._take_finished(index, row, seed, run_dir):
+                waiting.append((index, row, seed, config, run_dir))
+        if not train_missing:
+            for _, row, seed, _, run_dir in waiting:
+                self.log(f"  {row.label}, seed {seed}: {run_dir.name} has not finished; left to train (--no-train)")
+            return len(waiting)
+        for done, (index, row, seed, config, run_dir) in enumerate(waiting):
+            if any(record["runs"] for record in self.records):  # what has finished so far, marked partial
+                self.write(pending=len(waiting) - done)
+            length = (f"{config.train.iterations} iterations" if config.train.iterations
+                      else f"{config.train.epochs} epochs")
+            self.log(f"[{self.experiment.name} {index + 1}/{len(self.records)}] {row.label}, seed {seed}: "
+                     f"{config.model.name}, {length}")
+            status = ensure_trained(config, run_dir, self.plan, device=self.device, log=self.log,
+                                    progress=self.progress)
+            self._record(index, seed, run_dir, status)
+        return 0
 
-    def run(self, index: int, row: Row, seed: int) -> bool:
-        """One run of ``row``; True if it trained here (not reused)."""
-        config = resolve_config(row, self.budget, self.plan, seed, self.data_settings)
-        name = run_name(row, self.budget, seed, config)
-        length = (f"{config.train.iterations} iterations" if config.train.iterations
-                  else f"{config.train.epochs} epochs")
-        self.log(f"[{self.experiment.name} {index + 1}/{len(self.records)}] {row.label}, seed {seed}: "
-                 f"{config.model.name}, {length}")
-        run_dir = self.out_dir / "runs" / name
-        trains = run_state(run_dir) not in FINISHED and not self._adopted(run_dir)
+    def _take_finished(self, index: int, row: Row, seed: int, run_dir: Path) -> bool:
+        """Record the run if it has finished here or its records are adopted from a reused folder."""
+        if run_state(run_dir) not in FINISHED and not self._adopted(run_dir):
+            return False
         if run_state(run_dir) == "done" and not self._measurable(run_dir):
             raise UsageError(f"{run_dir} has the records of a finished run but neither a checkpoint nor "
                              f"{', '.join(self.experiment.measured_files)}, which {self.experiment.name} measures; "
                              "give --reuse a folder whose records have them, or remove the folder to train it again")
-        status = ensure_trained(config, run_dir, self.plan, device=self.device, log=self.log, progress=self.progress)
+        self.log(f"[{self.experiment.name} {index + 1}/{len(self.records)}] {row.label}, seed {seed}: "
+                 f"{run_dir.name}, {run_state(run_dir)}, reused")
+        self._record(index, seed, run_dir, run_state(run_dir))
+        self.reused += 1
+        return True
+
+    def _record(self, index: int, seed: int, run_dir: Path, status: str) -> None:
         if status == "done" and self.experiment.measure is not None:
             self.experiment.measure(run_dir)
-        self.records[index]["runs"].append(name)
-        return trains
+        self.records[index]["runs"].append(run_dir.name)
+        self.seed_of[run_dir.name] = seed
 
     def _measurable(self, run_dir: Path) -> bool:
         """Whether this experiment's measurements are on a finished run, or can be taken from its checkpoint
@@ -233,7 +187,9 @@ class _Sitting:
         return source is not None
 
     def write(self, pending: int = 0) -> Path:
-        manifest = {**self.manifest, "rows": self.records, "wall_seconds": time.time() - self.started}
+        rows = [{**row, "runs": sorted(row["runs"], key=self.seed_of.get)} for row in self.records]
+        manifest = {**self.manifest, "rows": rows, "wall_seconds": time.time() - self.started,
+                    "runs_trained": len(self.seed_of) - self.reused, "runs_reused": self.reused}
         if pending:
             manifest["pending_runs"] = pending
         copy_records(self.out_dir / "runs", self.report_dir, manifest)

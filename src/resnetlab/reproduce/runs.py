@@ -1,0 +1,92 @@
+"""One run of an experiment's row: the config it uses under a budget, its name, and training it.
+
+A run is named by its recipe, budget, seed and a hash of its resolved config, so two experiments that need the
+same run share it, and a finished or interrupted run is found again by the same command."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from resnetlab.config import Config, load_config, to_dict
+from resnetlab.reproduce.budgets import WARM_START, Plan, shorten_overrides
+from resnetlab.reproduce.experiment import Row
+from resnetlab.reproduce.records import DIVERGED_FILE, FINISHED, run_state
+from resnetlab.training.probes import TrainingCurve
+from resnetlab.training.session import train
+from resnetlab.training.trainer import TrainingDiverged
+
+__all__ = ["ADDED_LATER", "ensure_trained", "resolve_config", "run_name"]
+
+
+def resolve_config(row: Row, budget: str, plan: Plan, seed: int, data: Sequence[str]) -> Config:
+    """The validated config one run of ``row`` uses under ``budget``."""
+    overrides = list(row.overrides)
+    recipe = load_config(row.recipe_path, overrides)
+    substitutes = dict(plan.substitute)
+    if recipe.model.name in substitutes:
+        overrides += substitutes[recipe.model.name]
+        # A smaller stand-in needs no activation checkpointing (set for the 1001/1202-layer recipes).
+        overrides.append("model.checkpoint_segments=0")
+    if plan.iterations is not None:
+        overrides += shorten_overrides(recipe, plan.iterations, plan.compress)
+    if plan.warm_start:  # one start for every row, in place of the recipe's (see `WARM_START`)
+        overrides += WARM_START
+    if plan.batch_size is not None:
+        overrides.append(f"train.batch_size={plan.batch_size}")
+    if plan.compile is not None:
+        overrides.append(f"train.compile={str(plan.compile).lower()}")
+    if plan.validation_size is not None:
+        overrides.append(f"data.validation_size={plan.validation_size}")
+    overrides += [*data, f"train.seed={seed}", f"train.eval_every={plan.eval_every}"]
+    return load_config(row.recipe_path, overrides)
+
+
+# (dotted key, default) of config keys newer than the first runs
+ADDED_LATER = (("model.sync_bn", False), ("train.label_smoothing", 0.0), ("model.weights", None),
+               ("train.freeze", "none"), ("train.backbone_lr_scale", 1.0), ("train.checkpoint_every_minutes", 10.0),
+               ("train.checkpoint_every_iterations", 0), ("train.keep_checkpoints", 2), ("data.lighting", 0.0),
+               ("data.eval_crop", None))
+
+
+def run_name(row: Row, budget: str, seed: int, config: Config) -> str:
+    settings = {key: value for key, value in to_dict(config).items() if key != "run"}
+    # Keys added to the config after runs were named leave the name alone at their default, so finished runs
+    # keep being found (a reproduction never trains with them on).
+    for dotted, default in ADDED_LATER:
+        *path, key = dotted.split(".")
+        section = settings
+        for part in path:
+            section = section[part]
+        if section.get(key, default) == default:
+            section.pop(key, None)
+    warmup = settings["train"]["schedule"]["warmup"]
+    if warmup["kind"] != "error_threshold":  # a floor only that warm-up reads (it changed the runs that have it)
+        warmup.pop("min_steps", None)
+    digest = hashlib.sha1(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:8]
+    return f"{Path(row.recipe).stem}-{budget}-s{seed}-{digest}"
+
+
+def ensure_trained(config: Config, run_dir: Path, plan: Plan, *, device: str, log: Callable[[str], None],
+                   progress: bool | None) -> str:
+    """Train, resume or reuse the run in ``run_dir``; returns how it ended (done or diverged)."""
+    state = run_state(run_dir)
+    if state in FINISHED:
+        log(f"  {run_dir.name}: {state}, reused")
+        return state
+    if state == "new" and run_dir.exists():
+        shutil.rmtree(run_dir)  # a start that never reached its first checkpoint: nothing to keep
+    probes = [TrainingCurve(plan.curve_every, plan.eval_images, plan.eval_split)]
+    try:
+        if state == "partial":
+            train(resume=run_dir, device=device, progress=progress, log=log, probes=probes)
+        else:
+            train(config, run_dir=run_dir, device=device, progress=progress, log=log, probes=probes)
+    except TrainingDiverged as error:
+        (run_dir / DIVERGED_FILE).write_text(json.dumps({"error": str(error)}, indent=2) + "\n")
+        log(f"  {run_dir.name}: diverged ({error})")
+        return "diverged"
+    return "done"
