@@ -78,9 +78,10 @@ def _setup_lines(results: ExperimentResults) -> list[str]:
     recipe = results.rows[0] if results.rows else None
     if recipe is not None:
         milestones = train.get("schedule", {}).get("milestones")
+        steps = (f"Learning-rate milestones at iterations {milestones} (the recipe's, scaled to the run)."
+                 if milestones else "No learning-rate step falls within the run.")
         lines.append(f"Budget `{manifest['budget']}`: each run trains {length} of batch {train.get('batch_size')}; "
-                     f"the paper's recipe trains {recipe.recipe_length} of batch {recipe.recipe_batch_size}. "
-                     f"Learning-rate milestones at iterations {milestones} (the recipe's, scaled to the run).")
+                     f"the paper's recipe trains {recipe.recipe_length} of batch {recipe.recipe_batch_size}. {steps}")
     if plan.get("note"):
         lines.append(plan["note"])
     where = data.get("root") if data.get("name") in ("folder", "cifar10", "cifar100") else "built in"
