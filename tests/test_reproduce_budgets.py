@@ -56,6 +56,18 @@ def _row(label: str, error: float, epochs: int) -> RowResult:
     return RowResult(label, label, "recipe.yaml", "resnet110", "500 epochs", 128, {}, [run])
 
 
+def test_a_claim_with_rows_still_to_train_names_them_and_one_with_only_diverged_runs_says_so():
+    trained, untrained = _row("ResNet-20", 0.30, 14), _row("ResNet-56", 0.25, 14)
+    untrained.runs[0].summary = None  # listed in a partial report, not trained yet
+    claim = ordered_claim("Test error falls with depth.", [trained, untrained], "test_error_at_best_val",
+                          increasing=False)
+    assert claim.shown is None and claim.evidence == "(not run yet: ResNet-56)"
+    untrained.runs[0].diverged = {"iteration": 12}
+    claim = ordered_claim("Test error falls with depth.", [trained, untrained], "test_error_at_best_val",
+                          increasing=False)
+    assert claim.shown is None and claim.evidence == "(no result from ResNet-56: every run diverged)"
+
+
 @pytest.mark.parametrize("budget", ["cpu", "paper"])
 def test_the_stochastic_depth_accuracy_claim_is_judged_at_the_recipes_length_only(budget):
     constant, stochastic = _row(CONSTANT, 0.30, 20), _row(STOCHASTIC, 0.35, 20)

@@ -37,12 +37,24 @@ def median_of(row: RowResult | None, key: str) -> float | None:
     return None if row is None else row.stats(key).median
 
 
+def no_result(rows: list[RowResult | None], key: str) -> str | None:
+    """Why ``rows`` give no ``key`` to compare, as a claim's evidence, or None when every row has one. A partial
+    report names the rows still to train; rows whose every run diverged are named as such."""
+    if any(row is None for row in rows):
+        return "(a row of the claim is not in this report)"
+    to_train = [row.label for row in rows if not any(run.finished or run.diverged for run in row.runs)]
+    if to_train:
+        return f"(not run yet: {', '.join(to_train)})"
+    diverged = [row.label for row in rows if row.stats(key).median is None]
+    return f"(no result from {', '.join(diverged)}: every run diverged)" if diverged else None
+
+
 def ordered_claim(statement: str, rows: list[RowResult | None], key: str, *, increasing: bool,
                   what: str = "error") -> Claim:
     """Whether ``key`` (median over seeds) strictly increases (or decreases) along ``rows``."""
     values = [median_of(row, key) for row in rows]
-    if any(row is None for row in rows) or any(v is None for v in values):
-        return Claim(statement, None, "(a row has no finished run)")
+    if (missing := no_result(rows, key)) is not None:
+        return Claim(statement, None, missing)
     if len(rows) < 2:  # an ordering needs two rows (`reproduce --rows` may run fewer)
         return Claim(statement, None, f"(needs two rows or more; this report holds {len(rows)})")
     pairs = list(itertools.pairwise(values))

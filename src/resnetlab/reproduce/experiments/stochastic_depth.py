@@ -14,6 +14,7 @@ from resnetlab.reproduce.experiments.common import (
     curve_series,
     first_finished,
     median_of,
+    no_result,
     unless_stalled,
 )
 
@@ -83,8 +84,8 @@ def _accuracy_claim(results, constant, stochastic, seconds_per_iteration: float 
     over the recipe's 500 epochs; a shortened run cannot show it, so the claim names the length it needs."""
     errors = [median_of(constant, results.metric), median_of(stochastic, results.metric)]
     statement = "Stochastic depth has the lower test error at the best validation epoch."
-    if None in errors:
-        return Claim(statement, None, "(a row has no finished run)")
+    if (missing := no_result([constant, stochastic], results.metric)) is not None:
+        return Claim(statement, None, missing)
     ours = f"Ours: {100 * errors[0]:.2f}% constant, {100 * errors[1]:.2f}% stochastic"
     if results.manifest["budget"] == "paper":
         return unless_stalled(Claim(statement, errors[1] < errors[0], ours + "."), [constant, stochastic])
