@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -214,9 +215,10 @@ def test_statistics_and_claims():
     assert spread(stats) == ("7.00", "7.00 +- 0.79 (n=5)")
     assert Stats((0.05,)).std is None
 
-    class FakeRow:
+    class FakeRow:  # one finished run whose error is ``value``
         def __init__(self, label, value):
             self.label, self._value = label, value
+            self.runs = [SimpleNamespace(finished=True, diverged=False)]
 
         def stats(self, key):
             return Stats((self._value,))
