@@ -6,7 +6,14 @@ import math
 
 import pytest
 
-from resnetlab.bench.measure import TrainSetup, build_training_step, measure_training_steps
+from resnetlab.bench.measure import (
+    MATMUL_SMALLEST,
+    TrainSetup,
+    build_training_step,
+    matmul_gflops,
+    matmul_size,
+    measure_training_steps,
+)
 from resnetlab.bench.training import (
     REFERENCE,
     TRAIN_FLOPS_PER_MULTIPLY_ADD,
@@ -119,3 +126,11 @@ def test_bench_rejects_bad_input_in_one_line(capsys):
     errors = capsys.readouterr().err.strip().splitlines()
     assert len(errors) == 2 and all(line.startswith("resnetlab: error:") for line in errors)
     assert "--batch" in errors[1]
+
+
+def test_the_matmul_peak_shrinks_its_size_only_where_a_call_would_be_slow():
+    assert matmul_size("float32", largest=512, max_call_seconds=1e9) == 512  # fast enough: grows to the largest
+    assert matmul_size("float32", largest=2048, max_call_seconds=0.0) == MATMUL_SMALLEST  # no time: the smallest
+    peak = matmul_gflops(size=64, repeats=3)
+    assert peak["size"] == 64 and len(peak["gflops"]) == 3
+    assert peak["min"] <= peak["median"] <= peak["max"] and peak["median"] > 0

@@ -22,7 +22,11 @@ from resnetlab.training.performance import memory_format, prepare_forward, tune_
 from resnetlab.training.precision import resolve_precision
 from resnetlab.training.step import TrainStep, make_optimizer
 
-MATMUL_SIZE = 2048  # the peak reference: a square float32 torch.mm of this size
+MATMUL_SIZE = 2048  # the peak reference: a square torch.mm of this size, or smaller where one would be slow
+MATMUL_SMALLEST = 256
+# Longest single torch.mm (s) the peak may take. bf16 without bf16 units (AMD EPYC Zen 3) runs a 2048 matmul in
+# about 20 s, against 0.06 s in float32; there a smaller size gives the peak in seconds instead of minutes.
+MATMUL_MAX_CALL_SECONDS = 0.5
 
 
 @dataclass(frozen=True)
@@ -50,20 +54,38 @@ def _peak_resident_bytes() -> int:
     return max(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024, _resident_bytes())
 
 
-def matmul_gflops(size: int = MATMUL_SIZE, repeats: int = 10, dtype: str = "float32") -> dict:
+def _time_matmul(size: int, dtype: str) -> float:
+    a, b = (torch.randn(size, size).to(getattr(torch, dtype)) for _ in range(2))
+    start = time.perf_counter()
+    torch.mm(a, b)
+    return time.perf_counter() - start
+
+
+def matmul_size(dtype: str = "float32", largest: int = MATMUL_SIZE,
+                max_call_seconds: float = MATMUL_MAX_CALL_SECONDS) -> int:
+    """The size of the peak's square matmul: doubling from ``MATMUL_SMALLEST`` up to ``largest`` while the next
+    size's call (8x the work) is predicted to take under ``max_call_seconds``."""
+    size = min(MATMUL_SMALLEST, largest)
+    _time_matmul(size, dtype)  # the first call of a dtype pays its kernels' setup
+    while size * 2 <= largest and 8 * _time_matmul(size, dtype) < max_call_seconds:
+        size *= 2
+    return size
+
+
+def matmul_gflops(size: int | None = None, repeats: int = 10, dtype: str = "float32") -> dict:
     """The matmul rate of this machine with torch's threads in ``dtype`` (float32 or bfloat16): median, min and
-    max GFLOP/s of a square ``torch.mm``."""
+    max GFLOP/s of a square ``torch.mm``, each call's rate (``gflops``) and the ``size`` (``matmul_size`` when
+    None)."""
+    size = size or matmul_size(dtype)
     a, b = (torch.randn(size, size).to(getattr(torch, dtype)) for _ in range(2))
     for _ in range(2):
         torch.mm(a, b)
-    seconds = []
+    rates = []
     for _ in range(repeats):
         start = time.perf_counter()
         torch.mm(a, b)
-        seconds.append(time.perf_counter() - start)
-    flops = 2 * size**3
-    return {"median": flops / statistics.median(seconds) / 1e9, "min": flops / max(seconds) / 1e9,
-            "max": flops / min(seconds) / 1e9, "seconds": seconds}
+        rates.append(2 * size**3 / (time.perf_counter() - start) / 1e9)
+    return {"median": statistics.median(rates), "min": min(rates), "max": max(rates), "gflops": rates, "size": size}
 
 
 @dataclass

@@ -23,7 +23,7 @@ import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from resnetlab.bench.measure import MATMUL_SIZE, TrainSetup
+from resnetlab.bench.measure import TrainSetup
 from resnetlab.errors import ResnetlabError
 from resnetlab.models import get_model_spec
 from resnetlab.models.complexity import build_on_meta, count_multiply_adds
@@ -139,11 +139,11 @@ def compare_training(model: str, setups: list[TrainSetup], batch_size: int = 128
     num_classes = 10 if spec.input_size <= 64 else 1000
     multiply_adds = count_multiply_adds(build_on_meta(model, num_classes=num_classes), image_size)
     results: dict[str, list[dict]] = {s.label: [] for s in setups}
-    matmul_seconds: dict[str, list[float]] = {"float32": [], "bfloat16": []}
+    matmul_runs: dict[str, list[dict]] = {"float32": [], "bfloat16": []}
     augment_seconds: list[float] = []
     for round_index in range(rounds):
-        for dtype, seconds in matmul_seconds.items():
-            seconds += run_isolated("matmul", timeout, dtype=dtype)["seconds"]
+        for dtype, runs in matmul_runs.items():
+            runs.append(run_isolated("matmul", timeout, dtype=dtype))
         if augmentation:
             augment_seconds += run_isolated("augment", timeout, batch_size=batch_size, image_size=image_size,
                                             seed=round_index)["batch_seconds"]
@@ -153,7 +153,7 @@ def compare_training(model: str, setups: list[TrainSetup], batch_size: int = 128
             results[setup.label].append(run_isolated(
                 "train", timeout, model=model, setup=asdict(setup), batch_size=batch_size, image_size=image_size,
                 steps=steps, warmup_steps=warmup_steps, num_classes=num_classes, seed=round_index))
-    matmul, matmul_bf16 = (_rates(matmul_seconds[dtype]) for dtype in ("float32", "bfloat16"))
+    matmul, matmul_bf16 = (_rates(matmul_runs[dtype]) for dtype in ("float32", "bfloat16"))
     summaries = []
     for setup in setups:
         runs = results[setup.label]
@@ -169,22 +169,23 @@ def compare_training(model: str, setups: list[TrainSetup], batch_size: int = 128
                               augment_seconds or None, matmul_bf16)
 
 
-def _rates(seconds: list[float]) -> dict:
-    flops = 2 * MATMUL_SIZE**3
-    return {"median": flops / statistics.median(seconds) / 1e9, "min": flops / max(seconds) / 1e9,
-            "max": flops / min(seconds) / 1e9, "size": MATMUL_SIZE}
+def _rates(runs: list[dict]) -> dict:
+    """One peak from the rounds' matmul measurements: the statistics over every call, at the largest size."""
+    rates = [rate for run in runs for rate in run["gflops"]]
+    return {"median": statistics.median(rates), "min": min(rates), "max": max(rates),
+            "size": max(run["size"] for run in runs)}
 
 
 def format_comparison(comparison: TrainingComparison) -> str:
     """A fixed-width table: images/s (median, min-max), GFLOP/s, % of the matmul peak, speed-up, memory."""
     c = comparison
-    bf16 = c.matmul_bf16 or {"median": float("nan"), "min": float("nan"), "max": float("nan")}
+    bf16 = c.matmul_bf16 or {"median": float("nan"), "min": float("nan"), "max": float("nan"), "size": 0}
     width = max(len("setup"), *(len(s.label) for s in c.setups))
     lines = [f"{c.model}, batch {c.batch_size}, {c.image_size}x{c.image_size} px, "
              f"{c.multiply_adds_per_image / 1e6:.1f} M multiply-adds per image",
-             f"matmul peak ({c.matmul['size']}x{c.matmul['size']} torch.mm): float32 {c.matmul['median']:.0f} GFLOP/s "
-             f"(min {c.matmul['min']:.0f}, max {c.matmul['max']:.0f}), bfloat16 {bf16['median']:.0f} GFLOP/s (min "
-             f"{bf16['min']:.0f}, max {bf16['max']:.0f}); %peak is of the setup's own precision",
+             f"matmul peak (square torch.mm): float32 {c.matmul['median']:.0f} GFLOP/s (min {c.matmul['min']:.0f}, "
+             f"max {c.matmul['max']:.0f}; size {c.matmul['size']}), bfloat16 {bf16['median']:.0f} GFLOP/s (min "
+             f"{bf16['min']:.0f}, max {bf16['max']:.0f}; size {bf16['size']}); %peak is of the setup's own precision",
              f"{'setup':<{width}} {'img/s':>7} {'(min-max)':>13} {'GFLOP/s':>8} {'%peak':>6} {'speed-up':>8} "
              f"{'warm-up s':>9} {'peak MiB':>9}"]
     for s in c.setups:

@@ -15,6 +15,7 @@ from resnetlab.reproduce.experiments.common import (
     budget_notes,
     curve_series,
     first_finished,
+    no_result,
     ordered_among_unstalled,
     ordered_claim,
     unless_stalled,
@@ -138,7 +139,8 @@ def _analyze_layer_responses(results, report_dir: Path) -> Analysis:
     def smaller(a: str, b: str) -> Claim:
         statement = f"{a} has smaller responses than {b} (mean std over its 3x3 layers)."
         if means.get(a) is None or means.get(b) is None:
-            return Claim(statement, None, "(a row has no measured responses)")
+            missing = no_result([results.row(a), results.row(b)], "test_error_at_best_val")
+            return Claim(statement, None, missing or "(a row has no measured responses)")
         claim = Claim(statement, means[a] < means[b], f"Ours: {a} {means[a]:.3f}, {b} {means[b]:.3f}.")
         return unless_stalled(claim, [results.row(a), results.row(b)])  # a stalled net's responses are untrained
 
