@@ -11,6 +11,7 @@ from types import SimpleNamespace
 import pytest
 import torch
 
+from resnetlab.cli import main
 from resnetlab.config import load_config, recipe_root
 from resnetlab.data.errors import DataError
 from resnetlab.models import create_model
@@ -342,25 +343,36 @@ def run_cli(*args, cwd):
                           cwd=cwd, timeout=120, env={**os.environ, "RESNETLAB_CACHE": str(Path(cwd) / "cache")})
 
 
-def test_cli_lists_experiments_and_refuses_bad_input_in_one_line(tmp_path):
-    listing = run_cli("reproduce", "--list", cwd=tmp_path)
+def run_in_process(*args, capsys) -> tuple[int, str]:
+    """``resnetlab ARGS`` through ``main`` in this process (no torch import to pay again): exit code, stderr."""
+    try:
+        code = main(list(args))
+    except SystemExit as exit_:  # argparse's own errors
+        code = exit_.code
+    return code, capsys.readouterr().err
+
+
+def test_cli_lists_experiments_and_refuses_bad_input_in_one_line(tmp_path, monkeypatch, capsys):
+    listing = run_cli("reproduce", "--list", cwd=tmp_path)  # one real process: the entry point and its exit code
     assert listing.returncode == 0 and all(name in listing.stdout for name in EXPERIMENTS)
-    for args, fragment in ((("reproduce", "degradaton"), "did you mean: degradation"),
-                           (("reproduce",), "name an experiment"),
+    typo = run_cli("reproduce", "degradaton", cwd=tmp_path)
+    typo_lines = typo.stderr.strip().splitlines()
+    assert typo.returncode == 2 and len(typo_lines) == 1 and "did you mean: degradation" in typo_lines[0], typo.stderr
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("RESNETLAB_CACHE", str(tmp_path / "cache"))
+    for args, fragment in ((("reproduce",), "name an experiment"),
                            (("reproduce", "batchnorm", "--seeds", "0"), "--seeds must be at least 1"),
                            (("reproduce", "all", "--rows", "ResNet-20"), "--rows names rows of one experiment"),
                            (("reproduce", "batchnorm", "--budget", "cpu", "--data", str(tmp_path / "nope")),
                             "does not exist"),
                            (("reproduce", "batchnorm", "--no-train"), "--no-train: no run of batchnorm"),
                            (("report", str(tmp_path)), "not a report folder")):
-        result = run_cli(*args, cwd=tmp_path)
-        assert result.returncode == 2, result.stderr
-        lines = result.stderr.strip().splitlines()
-        assert len(lines) == 1 and fragment in lines[0] and "Traceback" not in result.stderr, result.stderr
-    gathered = run_cli("reproduce", "all", "--no-train", cwd=tmp_path)  # each experiment skipped, then one line
-    assert gathered.returncode == 2 and "Traceback" not in gathered.stderr, gathered.stderr
-    *skipped, last = gathered.stderr.strip().splitlines()
-    assert len(skipped) == len(EXPERIMENTS) and "no run of any experiment" in last
+        code, stderr = run_in_process(*args, capsys=capsys)
+        lines = stderr.strip().splitlines()
+        assert code == 2 and len(lines) == 1 and fragment in lines[0] and "Traceback" not in stderr, stderr
+    code, stderr = run_in_process("reproduce", "all", "--no-train", capsys=capsys)  # each skipped, then one line
+    *skipped, last = stderr.strip().splitlines()
+    assert code == 2 and len(skipped) == len(EXPERIMENTS) and "no run of any experiment" in last, stderr
 
 
 def test_failing_rows_of_table1_are_marked_in_the_recipes():

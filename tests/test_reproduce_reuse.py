@@ -10,6 +10,7 @@ import pytest
 from resnetlab.errors import UsageError
 from resnetlab.reproduce.experiment import get_experiment
 from resnetlab.reproduce.records import adopt_records, run_state
+from resnetlab.reproduce.report import build_report
 from resnetlab.reproduce.results import load_results
 from resnetlab.reproduce.runner import close_call_rows, reproduce
 from resnetlab.training.checkpoint import LAST_CHECKPOINT, saved_checkpoints
@@ -52,6 +53,19 @@ def test_an_interrupted_reproduction_leaves_a_partial_report_that_another_machin
     assert "pending_runs" not in json.loads((final / "experiment.json").read_text())
     assert "Partial report" not in (final / "report.md").read_text()
     assert results.rows[0].runs[0].summary == finished.summary
+    assert "did not all train on one machine" not in (final / "report.md").read_text()  # one machine: one line
+
+    # Had the first sitting run on another CPU in bf16, the report would name each run's machine and precision.
+    environment_file = final / "runs" / finished.name / "environment.json"
+    environment = json.loads(environment_file.read_text())
+    environment.update(cpu="Intel Xeon (another machine)",
+                       precision={"precision": "bf16", "setting": "auto", "reason": "the CPU has AMX-BF16"})
+    environment_file.write_text(json.dumps(environment))
+    text = build_report(final).read_text()
+    assert "did not all train on one machine" in text
+    per_run = [line for row in results.rows for line in text.splitlines() if line.startswith(f"| {row.label} | 0 | ")]
+    assert len(per_run) == 2 and "Intel Xeon (another machine)" in per_run[0] and "bf16" in per_run[0]
+    assert "Intel Xeon" not in per_run[1] and "fp32" in per_run[1]
 
 
 def test_finished_runs_are_taken_before_any_trains_and_no_train_reports_them_alone(tmp_path):

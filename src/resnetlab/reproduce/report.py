@@ -10,7 +10,7 @@ import shlex
 from pathlib import Path
 
 from resnetlab.reproduce.experiment import Analysis, get_experiment
-from resnetlab.reproduce.results import METRIC_LABELS, ExperimentResults, RowResult, Stats, load_results
+from resnetlab.reproduce.results import METRIC_LABELS, ExperimentResults, RowResult, RunRecord, Stats, load_results
 from resnetlab.training.environment import describe_machine
 from resnetlab.training.precision import PrecisionChoice
 
@@ -96,10 +96,11 @@ def _setup_lines(results: ExperimentResults) -> list[str]:
     commits = sorted({str(run.environment.get("git_commit")) for run in finished if run.environment})
     if machines:
         lines.append(f"Machine: {'; '.join(machines)}. resnetlab at commit {', '.join(commits)}.")
-        # Records written before train.precision existed trained in float32.
-        precisions = sorted({PrecisionChoice(**run.environment["precision"]).describe() if "precision" in
-                             run.environment else "precision fp32" for run in finished if run.environment})
+        precisions = sorted({_precision(run) for run in finished if run.environment})
         lines.append(f"Arithmetic: {'; '.join(precisions)}.")
+        if _where_each_run_trained(results):
+            lines.append("The runs did not all train on one machine, in one precision, at one commit: the table "
+                         "below names each run's. Training times compare only between runs of one machine.")
     total = sum(run.summary.get("train_seconds", 0.0) for run in results.runs if run.summary)
     sitting = (f"wall time of the command: {duration(manifest.get('wall_seconds'))}" if not manifest.get("runs_reused")
                else f"wall time of its last sitting (runs trained in it: {manifest['runs_trained']}; finished "
@@ -108,12 +109,33 @@ def _setup_lines(results: ExperimentResults) -> list[str]:
     return lines
 
 
+def _precision(run: RunRecord) -> str:
+    # Records written before train.precision existed trained in float32.
+    environment = run.environment
+    return PrecisionChoice(**environment["precision"]).describe() if "precision" in environment else "precision fp32"
+
+
+def _where_each_run_trained(results: ExperimentResults) -> list[list[str]]:
+    """A row per finished run (row, seed, machine, precision, commit, training time) where the runs differ in
+    machine, precision or commit; none where one line of the setup says it for all."""
+    runs = [(row, run) for row in results.rows for run in row.runs if run.environment]
+    where = [(describe_machine(run.environment), _precision(run), str(run.environment.get("git_commit"))[:7])
+             for _, run in runs]
+    if len(set(where)) < 2:
+        return []
+    return [[row.label, str(run.environment.get("seed", "-")), machine, precision, commit,
+             duration((run.summary or {}).get("train_seconds"))]
+            for (row, run), (machine, precision, commit) in zip(runs, where)]
+
+
 def build_blocks(experiment, results: ExperimentResults, analysis: Analysis) -> list[tuple]:
     manifest = results.manifest
     blocks: list[tuple] = [("h", 1, f"{experiment.title} (budget: {manifest['budget']})"),
                            ("p", f"{experiment.paper}. {experiment.summary}"),
-                           ("h", 2, "How this was run"), ("list", _setup_lines(results)),
-                           ("h", 2, "Ours beside the paper")]
+                           ("h", 2, "How this was run"), ("list", _setup_lines(results))]
+    if where := _where_each_run_trained(results):
+        blocks.append(("table", ["row", "seed", "machine", "precision", "commit", "training time"], where))
+    blocks.append(("h", 2, "Ours beside the paper"))
     headers, table = _main_table(experiment, results, analysis)
     blocks += [("p", f"The paper's number and ours: {METRIC_LABELS[results.metric]}, the median over seeds, then the "
                      "mean +- sample std. Final errors are at the last iteration; the final training error is the "
