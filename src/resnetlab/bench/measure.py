@@ -24,8 +24,9 @@ from resnetlab.training.step import TrainStep, make_optimizer
 
 MATMUL_SIZE = 2048  # the peak reference: a square torch.mm of this size, or smaller where one would be slow
 MATMUL_SMALLEST = 256
-# Longest single torch.mm (s) the peak may take. bf16 without bf16 units (AMD EPYC Zen 3) runs a 2048 matmul in
-# about 20 s, against 0.06 s in float32; there a smaller size gives the peak in seconds instead of minutes.
+# Longest single torch.mm (s) the peak may take. bf16 without bf16 units (AMD EPYC Zen 3, 2 threads) runs at
+# 1.3 GFLOP/s, 13 s for a 2048 matmul against 0.17 s in float32; there a smaller size gives the peak in seconds
+# instead of minutes per bench round.
 MATMUL_MAX_CALL_SECONDS = 0.5
 
 
