@@ -13,6 +13,7 @@ import torch
 
 from resnetlab.config import save_config
 from resnetlab.training.checkpoint import load_checkpoint
+from resnetlab.training.environment import training_segments
 from resnetlab.training.session import train
 from resnetlab.training.trainer import TrainingInterrupted
 from test_training import final_weights, quiet, tiny_config
@@ -74,6 +75,10 @@ def test_a_kill_after_a_mid_epoch_checkpoint_loses_at_most_the_interval(tmp_path
     train(resume=folder, log=quiet)
     straight, resumed = final_weights(tmp_path / "straight"), final_weights(folder)
     assert all(torch.equal(straight[key], resumed[key]) for key in straight)
+    # The record names the machine of each part, so a run finished elsewhere does not pass for one machine's.
+    segments = training_segments(json.loads((folder / "environment.json").read_text()))
+    assert [segment["at_iteration"] for segment in segments] == [0, 8]
+    assert all(segment["cpu"] and segment["precision"]["precision"] == "fp32" for segment in segments)
 
 
 def test_a_kill_during_a_write_leaves_the_last_good_checkpoint(tmp_path):

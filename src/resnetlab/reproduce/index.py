@@ -32,7 +32,8 @@ def _length(manifest: dict) -> str:
 def _status(manifest: dict) -> str:
     """What a reader must know before trusting a line: a report still partial, or one of an older budget."""
     if manifest.get("pending_runs"):
-        return f" (partial: {manifest['pending_runs']} runs to go)"
+        pending = manifest["pending_runs"]
+        return f" (partial: {pending} run{'s' if pending > 1 else ''} to go)"
     plan = get_experiment(manifest["experiment"]).plans[manifest["budget"]]
     if manifest["plan"].get("iterations") != plan.iterations:
         now = "the recipe's length" if plan.iterations is None else f"{plan.iterations:,} iterations"

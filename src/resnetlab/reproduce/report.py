@@ -10,8 +10,8 @@ import shlex
 from pathlib import Path
 
 from resnetlab.reproduce.experiment import Analysis, get_experiment
-from resnetlab.reproduce.results import METRIC_LABELS, ExperimentResults, RowResult, RunRecord, Stats, load_results
-from resnetlab.training.environment import describe_machine
+from resnetlab.reproduce.results import METRIC_LABELS, ExperimentResults, RowResult, Stats, load_results
+from resnetlab.training.environment import describe_machine, training_segments
 from resnetlab.training.precision import PrecisionChoice
 
 REPORT_MD, REPORT_HTML, RESULTS_JSON = "report.md", "report.html", "results.json"
@@ -92,15 +92,15 @@ def _setup_lines(results: ExperimentResults) -> list[str]:
     if manifest.get("second_seed_rows"):
         lines.append(f"A second seed ran for {', '.join(manifest['second_seed_rows'])} only: at one seed the sides "
                      "of a claim on them differed by less than 2 points, within what a second seed can reverse.")
-    machines = sorted({describe_machine(run.environment) for run in finished if run.environment})
-    commits = sorted({str(run.environment.get("git_commit")) for run in finished if run.environment})
-    if machines:
+    segments = [segment for run in finished for segment in training_segments(run.environment)]
+    if segments:
+        machines = sorted({describe_machine(segment) for segment in segments})
+        commits = sorted({str(segment.get("git_commit")) for segment in segments})
         lines.append(f"Machine: {'; '.join(machines)}. resnetlab at commit {', '.join(commits)}.")
-        precisions = sorted({_precision(run) for run in finished if run.environment})
-        lines.append(f"Arithmetic: {'; '.join(precisions)}.")
-        if _where_each_run_trained(results):
-            lines.append("The runs did not all train on one machine, in one precision, at one commit: the table "
-                         "below names each run's. Training times compare only between runs of one machine.")
+        lines.append(f"Arithmetic: {'; '.join(sorted({_precision(segment) for segment in segments}))}.")
+        if differing := _where_each_run_trained(results)[0][2:-1]:  # the headers between seed and time
+            lines.append(f"The runs did not all train {' or '.join(WHERE_PHRASES[column] for column in differing)}: "
+                         "the table below names each run's. Training times compare only between runs of one machine.")
     total = sum(run.summary.get("train_seconds", 0.0) for run in results.runs if run.summary)
     sitting = (f"wall time of the command: {duration(manifest.get('wall_seconds'))}" if not manifest.get("runs_reused")
                else f"wall time of its last sitting (runs trained in it: {manifest['runs_trained']}; finished "
@@ -109,23 +109,36 @@ def _setup_lines(results: ExperimentResults) -> list[str]:
     return lines
 
 
-def _precision(run: RunRecord) -> str:
+def _precision(environment: dict) -> str:
     # Records written before train.precision existed trained in float32.
-    environment = run.environment
     return PrecisionChoice(**environment["precision"]).describe() if "precision" in environment else "precision fp32"
 
 
-def _where_each_run_trained(results: ExperimentResults) -> list[list[str]]:
-    """A row per finished run (row, seed, machine, precision, commit, training time) where the runs differ in
-    machine, precision or commit; none where one line of the setup says it for all."""
+WHERE_PHRASES = {"machine": "on one machine", "precision": "in one precision", "commit": "at one commit"}
+
+
+def _where_each_run_trained(results: ExperimentResults) -> tuple[list[str], list[list[str]]]:
+    """Headers and a row per finished run (row, seed, the machine, precision or commit where runs differ in it,
+    training time); no rows where one line of the setup says it for all. A run resumed on another machine lists
+    each machine with the iteration it took over from."""
     runs = [(row, run) for row in results.rows for run in row.runs if run.environment]
-    where = [(describe_machine(run.environment), _precision(run), str(run.environment.get("git_commit"))[:7])
-             for _, run in runs]
-    if len(set(where)) < 2:
-        return []
-    return [[row.label, str(run.environment.get("seed", "-")), machine, precision, commit,
-             duration((run.summary or {}).get("train_seconds"))]
-            for (row, run), (machine, precision, commit) in zip(runs, where)]
+    where = [[{"machine": describe_machine(segment), "precision": (segment.get("precision") or {}).get("precision",
+                                                                                                    "fp32"),
+               "commit": str(segment.get("git_commit"))[:7], "from": segment["at_iteration"]}
+              for segment in training_segments(run.environment)] for _, run in runs]
+    differing = [column for column in WHERE_PHRASES
+                 if len({segment[column] for segments in where for segment in segments}) > 1]
+    if not differing:
+        return [], []
+
+    def cell(segments: list[dict], column: str) -> str:
+        if len({segment[column] for segment in segments}) == 1:
+            return segments[0][column]
+        return "; ".join(f"{segment[column]} (from iteration {segment['from']:,})" for segment in segments)
+
+    return (["row", "seed", *differing, "training time"],
+            [[row.label, str(run.environment.get("seed", "-")), *(cell(segments, column) for column in differing),
+              duration((run.summary or {}).get("train_seconds"))] for (row, run), segments in zip(runs, where)])
 
 
 def build_blocks(experiment, results: ExperimentResults, analysis: Analysis) -> list[tuple]:
@@ -133,8 +146,9 @@ def build_blocks(experiment, results: ExperimentResults, analysis: Analysis) -> 
     blocks: list[tuple] = [("h", 1, f"{experiment.title} (budget: {manifest['budget']})"),
                            ("p", f"{experiment.paper}. {experiment.summary}"),
                            ("h", 2, "How this was run"), ("list", _setup_lines(results))]
-    if where := _where_each_run_trained(results):
-        blocks.append(("table", ["row", "seed", "machine", "precision", "commit", "training time"], where))
+    where_headers, where = _where_each_run_trained(results)
+    if where:
+        blocks.append(("table", where_headers, where))
     blocks.append(("h", 2, "Ours beside the paper"))
     headers, table = _main_table(experiment, results, analysis)
     blocks += [("p", f"The paper's number and ours: {METRIC_LABELS[results.metric]}, the median over seeds, then the "
@@ -215,8 +229,8 @@ def _results_json(experiment, results: ExperimentResults, analysis: Analysis) ->
 
     return {"experiment": experiment.name, "budget": results.manifest["budget"],
             "rows": [row_data(row) for row in results.rows],
-            "claims": [{"statement": c.statement, "shown": c.shown, "evidence": c.evidence, "close_rows": list(c.close_rows),
-                        "gap": c.gap} for c in analysis.claims]}
+            "claims": [{"statement": c.statement, "shown": c.shown, "evidence": c.evidence,
+                        "close_rows": list(c.close_rows), "gap": c.gap} for c in analysis.claims]}
 
 
 def build_report(report_dir: str | Path) -> Path:

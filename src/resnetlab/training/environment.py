@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime
+import json
 import os
 import platform
 import subprocess
@@ -89,3 +90,34 @@ def describe_machine(environment: dict | None = None) -> str:
     return (f"{env.get('cpu')}{bf16_units(env)}, {env.get('cpu_count')} CPUs, {env.get('torch_threads')} torch threads"
             + (f", GPU {', '.join(gpus)}" if gpus else "")
             + f"; torch {env.get('torch')}, Python {env.get('python')}")
+
+
+ENVIRONMENT_FILE = "environment.json"
+
+
+def record_environment(run_dir: str | Path, seed: int, precision: dict, world_size: int,
+                       resumed_at: int | None = None) -> None:
+    """Write the run folder's ``environment.json`` at the start of a run; a resume appends this machine to its
+    ``resumed`` list with the iteration it went on from, since a run interrupted on one machine may finish on
+    another (in another precision, at another commit)."""
+    path = Path(run_dir) / ENVIRONMENT_FILE
+    environment = describe_environment(seed)
+    environment.update(world_size=world_size, precision=precision)
+    if resumed_at is not None:
+        try:
+            started = json.loads(path.read_text())
+        except (OSError, ValueError):  # lost or cut short: the resume still trains, its machine is recorded
+            started = {"seed": seed, "unrecorded": True}
+        environment = {**started, "resumed": [*started.get("resumed", []), {**environment, "at_iteration": resumed_at}]}
+    temporary = path.with_name(f".{ENVIRONMENT_FILE}.tmp")
+    temporary.write_text(json.dumps(environment, indent=2))
+    temporary.replace(path)
+
+
+def training_segments(environment: dict) -> list[dict]:
+    """The machines a run trained on, in order: the one that started it (from iteration 0), then each that
+    resumed it (``at_iteration``)."""
+    if not environment:
+        return []
+    first = {key: value for key, value in environment.items() if key != "resumed"}
+    return [{**first, "at_iteration": 0}, *environment.get("resumed", [])]

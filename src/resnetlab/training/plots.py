@@ -46,7 +46,10 @@ def plot_error_curves(panels: Mapping[str, Mapping[str, tuple[Series, Series]]],
         axis.set_ylabel("error (%)")
         axis.set_ylim(bottom=0)
         axis.grid(alpha=0.3)
-        axis.legend(title="dashed: training error, bold: test error", fontsize=8, title_fontsize=8)
+        if rows:
+            axis.legend(title="dashed: training error, bold: test error", fontsize=8, title_fontsize=8)
+        else:  # a partial report whose rows of this panel have not trained yet
+            axis.text(0.5, 0.5, "no finished run yet", transform=axis.transAxes, ha="center", va="center")
     return save_figure(figure, path)
 
 

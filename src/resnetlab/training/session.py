@@ -26,7 +26,7 @@ from resnetlab.data.augment import Normalizer
 from resnetlab.errors import ResnetlabError
 from resnetlab.training.checkpoint import BEST_CHECKPOINT, LAST_CHECKPOINT, load_newest_readable, save_checkpoint
 from resnetlab.training.distributed import SINGLE, Distributed
-from resnetlab.training.environment import describe_environment
+from resnetlab.training.environment import record_environment
 from resnetlab.training.epoch import StopFlag, host_sync_interval, start_next_epoch, train_one_epoch
 from resnetlab.training.evaluation import evaluate
 from resnetlab.training.metrics_log import MetricsLog
@@ -86,9 +86,7 @@ class Session:
             save_config(config, folder / "config.yaml")
         run = build_run(config, device, log, distributed)
         if distributed.is_main:
-            environment = describe_environment(config.train.seed)
-            environment.update(world_size=distributed.world_size, precision=run.precision.to_dict())
-            (folder / "environment.json").write_text(json.dumps(environment, indent=2))
+            record_environment(folder, config.train.seed, run.precision.to_dict(), distributed.world_size)
         sizes = run.data.split_sizes
         log(f"run folder {folder}: {config.model.name} on {config.data.name} ({sizes['train']} train / "
             f"{sizes['val']} val / {sizes['test']} test images), {run.total_iterations} iterations of batch "
@@ -116,6 +114,9 @@ class Session:
         if saved != run.precision.precision:
             log(f"note: the run trained in {saved} so far and continues in {run.precision.precision} on this machine "
                 f"({run.precision.reason}), so it will not end with the bits of an uninterrupted run")
+        if distributed.is_main:
+            record_environment(folder, run.config.train.seed, run.precision.to_dict(), distributed.world_size,
+                               resumed_at=run.state.iteration)
         log(f"resuming {folder} at iteration {run.state.iteration} (epoch {run.state.epoch + 1}), "
             f"{run.precision.describe()}")
         return cls(run, folder, log, resumed_at=run.state.iteration, logged_epochs=checkpoint.get("logged_epochs"))
