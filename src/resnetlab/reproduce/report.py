@@ -100,7 +100,9 @@ def _setup_lines(results: ExperimentResults) -> list[str]:
         lines.append(f"Arithmetic: {'; '.join(sorted({_precision(segment) for segment in segments}))}.")
         if differing := _where_each_run_trained(results)[0][2:-1]:  # the headers between seed and time
             lines.append(f"The runs did not all train {' or '.join(WHERE_PHRASES[column] for column in differing)}: "
-                         "the table below names each run's. Training times compare only between runs of one machine.")
+                         "the table below names each run's."
+                         + (" Training times compare only between runs of one machine." if "machine" in differing
+                            else ""))
     total = sum(run.summary.get("train_seconds", 0.0) for run in results.runs if run.summary)
     sitting = (f"wall time of the command: {duration(manifest.get('wall_seconds'))}" if not manifest.get("runs_reused")
                else f"wall time of its last sitting (runs trained in it: {manifest['runs_trained']}; finished "
