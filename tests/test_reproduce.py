@@ -355,6 +355,9 @@ def run_in_process(*args, capsys) -> tuple[int, str]:
 def test_cli_lists_experiments_and_refuses_bad_input_in_one_line(tmp_path, monkeypatch, capsys):
     listing = run_cli("reproduce", "--list", cwd=tmp_path)  # one real process: the entry point and its exit code
     assert listing.returncode == 0 and all(name in listing.stdout for name in EXPERIMENTS)
+    lines = {line.split()[0]: line for line in listing.stdout.splitlines() if line.split()[1:2] == ["smoke"]}
+    assert "resnet1202 run as model.name=resnet110" in lines["cifar-depth"]  # its ResNet-1202 row
+    assert "run as" not in lines["degradation"]  # no stand-in among its rows: none named
     typo = run_cli("reproduce", "degradaton", cwd=tmp_path)
     typo_lines = typo.stderr.strip().splitlines()
     assert typo.returncode == 2 and len(typo_lines) == 1 and "did you mean: degradation" in typo_lines[0], typo.stderr

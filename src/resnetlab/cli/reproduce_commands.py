@@ -50,6 +50,7 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
 
 
 def _list_experiments(experiments) -> int:
+    from resnetlab.config.loading import read_yaml
     from resnetlab.reproduce.budgets import BUDGET_NAMES
 
     print(f"{'experiment':<22} {'budget':<7} {'rows':>4} {'seeds':>5}  length per run")
@@ -57,8 +58,10 @@ def _list_experiments(experiments) -> int:
         for budget in BUDGET_NAMES:
             plan = experiment.plans[budget]
             length = f"{plan.iterations} iterations" if plan.iterations else "the paper's recipe"
-            if plan.substitute:
-                length += " (" + "; ".join(f"{model} run as {' '.join(o)}" for model, o in plan.substitute) + ")"
+            # the recipes' model names, read without validating each recipe (that builds its model: seconds)
+            models = {read_yaml(row.recipe_path)["model"]["name"] for row in experiment.rows_for(budget)}
+            if used := [(model, o) for model, o in plan.substitute if model in models]:  # only this budget's rows
+                length += " (" + "; ".join(f"{model} run as {' '.join(o)}" for model, o in used) + ")"
             name = experiment.name if budget == BUDGET_NAMES[0] else ""
             print(f"{name:<22} {budget:<7} {len(experiment.rows_for(budget)):>4} {plan.seeds:>5}  {length}")
     print("smoke: seconds per experiment on built-in synthetic data (the tests run it); cpu: a shortened "
