@@ -98,7 +98,7 @@ def _setup_lines(results: ExperimentResults) -> list[str]:
         commits = sorted({str(segment.get("git_commit")) for segment in segments})
         lines.append(f"Machine: {'; '.join(machines)}. resnetlab at commit {', '.join(commits)}.")
         lines.append(f"Arithmetic: {'; '.join(sorted({_precision(segment) for segment in segments}))}.")
-        if differing := _where_each_run_trained(results)[0][2:-1]:  # the headers between seed and time
+        if differing := _where_each_run_trained(results)[0]:
             lines.append(f"The runs did not all train {' or '.join(WHERE_PHRASES[column] for column in differing)}: "
                          "the table below names each run's."
                          + (" Training times compare only between runs of one machine." if "machine" in differing
@@ -119,15 +119,19 @@ def _precision(environment: dict) -> str:
 WHERE_PHRASES = {"machine": "on one machine", "precision": "in one precision", "commit": "at one commit"}
 
 
+def _where(segment: dict) -> dict:
+    """Where one stretch of a run trained, as the per-run table names it."""
+    precision = (segment.get("precision") or {}).get("precision", "fp32")
+    return {"machine": describe_machine(segment), "precision": precision,
+            "commit": str(segment.get("git_commit"))[:7], "from": segment["at_iteration"]}
+
+
 def _where_each_run_trained(results: ExperimentResults) -> tuple[list[str], list[list[str]]]:
-    """Headers and a row per finished run (row, seed, the machine, precision or commit where runs differ in it,
-    training time); no rows where one line of the setup says it for all. A run resumed on another machine lists
-    each machine with the iteration it took over from."""
+    """The columns in which the runs differ (of machine, precision, commit) and a row per finished run (row,
+    seed, those columns, training time); nothing where one line of the setup says it for all. A run resumed on
+    another machine lists each machine with the iteration it took over from."""
     runs = [(row, run) for row in results.rows for run in row.runs if run.environment]
-    where = [[{"machine": describe_machine(segment), "precision": (segment.get("precision") or {}).get("precision",
-                                                                                                    "fp32"),
-               "commit": str(segment.get("git_commit"))[:7], "from": segment["at_iteration"]}
-              for segment in training_segments(run.environment)] for _, run in runs]
+    where = [[_where(segment) for segment in training_segments(run.environment)] for _, run in runs]
     differing = [column for column in WHERE_PHRASES
                  if len({segment[column] for segments in where for segment in segments}) > 1]
     if not differing:
@@ -138,7 +142,7 @@ def _where_each_run_trained(results: ExperimentResults) -> tuple[list[str], list
             return segments[0][column]
         return "; ".join(f"{segment[column]} (from iteration {segment['from']:,})" for segment in segments)
 
-    return (["row", "seed", *differing, "training time"],
+    return (differing,
             [[row.label, str(run.environment.get("seed", "-")), *(cell(segments, column) for column in differing),
               duration((run.summary or {}).get("train_seconds"))] for (row, run), segments in zip(runs, where)])
 
@@ -148,9 +152,9 @@ def build_blocks(experiment, results: ExperimentResults, analysis: Analysis) -> 
     blocks: list[tuple] = [("h", 1, f"{experiment.title} (budget: {manifest['budget']})"),
                            ("p", f"{experiment.paper}. {experiment.summary}"),
                            ("h", 2, "How this was run"), ("list", _setup_lines(results))]
-    where_headers, where = _where_each_run_trained(results)
+    differing, where = _where_each_run_trained(results)
     if where:
-        blocks.append(("table", where_headers, where))
+        blocks.append(("table", ["row", "seed", *differing, "training time"], where))
     blocks.append(("h", 2, "Ours beside the paper"))
     headers, table = _main_table(experiment, results, analysis)
     blocks += [("p", f"The paper's number and ours: {METRIC_LABELS[results.metric]}, the median over seeds, then the "
