@@ -17,9 +17,9 @@ from resnetlab.data.errors import DataError
 from resnetlab.models import create_model
 from resnetlab.reproduce.budgets import Plan, data_overrides, shorten_overrides
 from resnetlab.reproduce.experiment import Row, get_experiment, list_experiments
-from resnetlab.reproduce.experiments.batchnorm import steps_to_accuracy
+from resnetlab.reproduce.experiments.batchnorm import fewer_steps_claim, steps_to_accuracy
 from resnetlab.reproduce.experiments.common import ordered_claim
-from resnetlab.reproduce.report import spread
+from resnetlab.reproduce.report import close_call_note, spread
 from resnetlab.reproduce.results import Stats, load_results
 from resnetlab.reproduce.runner import ensure_trained, reproduce, resolve_config, run_name, run_state
 from resnetlab.training.probes import TrainingCurve, layer_response_stds, spread_subset
@@ -290,12 +290,36 @@ def test_claims_over_depth_leave_out_stalled_rows_whichever_way_they_would_point
     assert ordered_among_unstalled("all clean", rows[:2], "x", increasing=True).evidence.endswith("45.00.")
 
 
+def test_a_close_verdict_says_whether_its_second_seed_has_run():
+    assert close_call_note((), 0.01, {}) == ""  # not close
+    owed = close_call_note(("ResNet-20", "ResNet-56"), 0.0146, {"ResNet-20": 2, "ResNet-56": 1})
+    assert owed == (" (a close call, 1.46 points apart at one seed: a second seed of ResNet-20, ResNet-56 is still "
+                    "to run)")
+    decided = close_call_note(("a", "b"), 0.005, {"a": 3, "b": 2})
+    assert decided == " (a close call, 0.50 points apart: the median over 2 seeds)"
+
+
 def test_steps_to_accuracy():
     curve = [{"iteration": 100, "val_error": 0.7}, {"iteration": 200, "val_error": 0.45},
              {"iteration": 300, "val_error": 0.35}]
     assert steps_to_accuracy(curve, 0.5) == 200
     assert steps_to_accuracy(curve, 0.65) == 300
     assert steps_to_accuracy(curve, 0.9) is None
+
+
+def test_a_steps_claim_where_neither_row_reaches_the_target_falls_back_to_accuracy_only_where_it_says_so():
+    steps, best = {"bn": None, "plain": None}, {"bn": 0.4745, "plain": 0.1085}  # the cpu run's sigmoid rows
+    strict = fewer_steps_claim("bn", "plain", "faster", steps=steps, best=best, target=0.6)
+    assert strict.shown is False and "never" in strict.evidence
+    trains = fewer_steps_claim("bn", "plain", "trains", steps=steps, best=best, target=0.6,
+                               by_accuracy_if_neither_reaches=True)
+    assert trains.shown is True and "bn 47.45%, plain 10.85%" in trains.evidence and trains.close_rows == ()
+    close = fewer_steps_claim("plain", "bn", "trains", steps=steps, best={"bn": 0.30, "plain": 0.31}, target=0.6,
+                              by_accuracy_if_neither_reaches=True)
+    assert close.shown is True and close.close_rows == ("plain", "bn") and abs(close.gap - 0.01) < 1e-9
+    reached = fewer_steps_claim("bn", "plain", "trains", steps={"bn": 900, "plain": None}, best=best, target=0.6,
+                                by_accuracy_if_neither_reaches=True)
+    assert reached.shown is True and reached.evidence == "Ours: bn 900, plain never steps to 60%."
 
 
 def test_layer_responses_follow_the_bn_scale():

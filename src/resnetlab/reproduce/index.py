@@ -10,7 +10,7 @@ from pathlib import Path
 
 from resnetlab.errors import UsageError
 from resnetlab.reproduce.experiment import get_experiment
-from resnetlab.reproduce.report import RESULTS_JSON, VERDICTS
+from resnetlab.reproduce.report import RESULTS_JSON, VERDICTS, close_call_note
 from resnetlab.reproduce.results import MANIFEST_FILE
 
 INDEX_FILE = "README.md"
@@ -53,10 +53,12 @@ def claims_table(root: Path) -> list[str]:
         results = json.loads((folder / RESULTS_JSON).read_text())
         where = f"[`{folder.name}`]({folder.name}/report.md){_status(manifest)}"
         budget = f"`{manifest['budget']}`: {_length(manifest)}"
+        runs_per_row = {row["label"]: len(row["runs"]) for row in results["rows"]}
         for claim in results["claims"] or [{"statement": "(no claim checked)", "shown": None, "evidence": ""}]:
             evidence = claim["evidence"].replace("|", "\\|")
-            lines.append(f"| {where} | {claim['statement']} | **{VERDICTS[claim['shown']]}** | {evidence} | {budget} "
-                         f"| {_seeds(results)} |")
+            close = close_call_note(claim.get("close_rows"), claim.get("gap"), runs_per_row)
+            lines.append(f"| {where} | {claim['statement']} | **{VERDICTS[claim['shown']]}**{close} | {evidence} "
+                         f"| {budget} | {_seeds(results)} |")
     return lines
 
 

@@ -18,6 +18,18 @@ REPORT_MD, REPORT_HTML, RESULTS_JSON = "report.md", "report.html", "results.json
 VERDICTS = {True: "shown", False: "not shown", None: "cannot tell"}
 
 
+def close_call_note(close_rows, gap: float | None, runs_per_row: dict[str, int]) -> str:
+    """What a reader must know of a verdict whose sides differ by less than `CLOSE_CALL`: owed a second seed
+    while any of its close rows has one, or decided by the median over the seeds run."""
+    if not close_rows or gap is None:
+        return ""
+    seeds = min(runs_per_row.get(row, 0) for row in close_rows)
+    apart = f"{100 * gap:.2f} points apart"
+    if seeds < 2:
+        return f" (a close call, {apart} at one seed: a second seed of {', '.join(close_rows)} is still to run)"
+    return f" (a close call, {apart}: the median over {seeds} seeds)"
+
+
 def percent(value: float | None) -> str:
     return "-" if value is None else f"{100 * value:.2f}"
 
@@ -156,13 +168,15 @@ def build_blocks(experiment, results: ExperimentResults, analysis: Analysis) -> 
     if where:
         blocks.append(("table", ["row", "seed", *differing, "training time"], where))
     blocks.append(("h", 2, "Ours beside the paper"))
+    runs_per_row = {row.label: len(row.runs) for row in results.rows}
     headers, table = _main_table(experiment, results, analysis)
     blocks += [("p", f"The paper's number and ours: {METRIC_LABELS[results.metric]}, the median over seeds, then the "
                      "mean +- sample std. Final errors are at the last iteration; the final training error is the "
                      "mean over the last window of iterations of the training curve."),
                ("table", headers, table)]
     blocks += [("h", 2, "The paper's claims at this budget"),
-               ("list", [f"**{VERDICTS[c.shown]}**: {c.statement} {c.evidence}" for c in analysis.claims]
+               ("list", [f"**{VERDICTS[c.shown]}**{close_call_note(c.close_rows, c.gap, runs_per_row)}: "
+                         f"{c.statement} {c.evidence}" for c in analysis.claims]
                 or ["(no claim is checked by this experiment)"])]
     if analysis.figures:
         blocks.append(("h", 2, "Figures"))
