@@ -81,6 +81,17 @@ def test_a_kill_after_a_mid_epoch_checkpoint_loses_at_most_the_interval(tmp_path
     assert all(segment["cpu"] and segment["precision"]["precision"] == "fp32" for segment in segments)
 
 
+def test_a_resume_killed_before_its_first_checkpoint_drops_out_of_the_record():
+    # Resumed at 2,982 on machine "b", killed before a checkpoint, resumed at 2,982 again on "c": the weights hold
+    # no step of "b"'s. A resume behind the last one (from an older checkpoint) likewise drops what came after.
+    started = {"cpu": "a", "resumed": [{"cpu": "b", "at_iteration": 2982}, {"cpu": "c", "at_iteration": 2982}]}
+    assert [(s["cpu"], s["at_iteration"]) for s in training_segments(started)] == [("a", 0), ("c", 2982)]
+    rewound = {"cpu": "a", "resumed": [{"cpu": "b", "at_iteration": 100}, {"cpu": "c", "at_iteration": 300},
+                                       {"cpu": "d", "at_iteration": 200}]}
+    assert [(s["cpu"], s["at_iteration"]) for s in training_segments(rewound)] == [("a", 0), ("b", 100), ("d", 200)]
+    assert training_segments({}) == []
+
+
 def test_a_kill_during_a_write_leaves_the_last_good_checkpoint(tmp_path):
     train(tiny_config(tmp_path, "run.name=straight"), log=quiet)
     # torch.save calls: last.pt at 4, best.pt and last.pt at 6 (epoch 1 ends), then it dies writing last.pt at 8

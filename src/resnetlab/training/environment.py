@@ -115,9 +115,15 @@ def record_environment(run_dir: str | Path, seed: int, precision: dict, world_si
 
 
 def training_segments(environment: dict) -> list[dict]:
-    """The machines a run trained on, in order: the one that started it (from iteration 0), then each that
-    resumed it (``at_iteration``)."""
+    """The machines whose training the run's weights hold, in order: the one that started it (from iteration 0),
+    then each that resumed it (``at_iteration``). A resume from an iteration at or before an earlier resume's
+    (killed before its next checkpoint) replaces that one: its work was lost."""
     if not environment:
         return []
     first = {key: value for key, value in environment.items() if key != "resumed"}
-    return [{**first, "at_iteration": 0}, *environment.get("resumed", [])]
+    segments = [{**first, "at_iteration": 0}]
+    for resume in environment.get("resumed", []):
+        while len(segments) > 1 and segments[-1]["at_iteration"] >= resume["at_iteration"]:
+            segments.pop()
+        segments.append(resume)
+    return segments
