@@ -156,7 +156,7 @@ def test_a_close_call_at_one_seed_runs_a_second_seed_for_its_rows_only(tmp_path,
     assert [len(row["runs"]) for row in manifest["rows"]] == [1, 2]
     seed0, seed1 = manifest["rows"][1]["runs"]
     assert "-smoke-s0-" in seed0 and "-smoke-s1-" in seed1
-    assert f"A second seed ran for {close} only" in (report / "report.md").read_text()
+    assert f"A second seed is given to {close} only" in (report / "report.md").read_text()
 
 
 def test_close_calls_are_read_from_the_reports_claims(tmp_path):

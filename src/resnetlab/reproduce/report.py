@@ -23,10 +23,11 @@ def close_call_note(close_rows, gap: float | None, runs_per_row: dict[str, int])
     while any of its close rows has one, or decided by the median over the seeds run."""
     if not close_rows or gap is None:
         return ""
-    seeds = min(runs_per_row.get(row, 0) for row in close_rows)
+    owed = [row for row in close_rows if runs_per_row.get(row, 0) < 2]
     apart = f"{100 * gap:.2f} points apart"
-    if seeds < 2:
-        return f" (a close call, {apart} at one seed: a second seed of {', '.join(close_rows)} is still to run)"
+    if owed:
+        return f" (a close call, {apart}: a second seed of {', '.join(owed)} is still to run)"
+    seeds = min(runs_per_row[row] for row in close_rows)
     return f" (a close call, {apart}: the median over {seeds} seeds)"
 
 
@@ -102,7 +103,7 @@ def _setup_lines(results: ExperimentResults) -> list[str]:
     lines.append(f"Seeds: {', '.join(str(s) for s in manifest['seeds'])}; statistics over seeds are the median "
                  "(as the Identity Mappings paper reports) and the mean +- sample std.")
     if manifest.get("second_seed_rows"):
-        lines.append(f"A second seed ran for {', '.join(manifest['second_seed_rows'])} only: at one seed the sides "
+        lines.append(f"A second seed is given to {', '.join(manifest['second_seed_rows'])} only: at one seed the sides "
                      "of a claim on them differed by less than 2 points, within what a second seed can reverse.")
     segments = [segment for run in finished for segment in training_segments(run.environment)]
     if segments:
