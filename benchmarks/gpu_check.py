@@ -3,9 +3,9 @@ NCCL step under torchrun. Written to run in at most about 8 minutes on one GPU; 
 
 For each model and precision: the trainer's own `TrainStep` (channels_last, torch.compile, autocast for bf16) on
 a batch of 128 random 32x32 images resident on the GPU, no host synchronisation per step (the loss is checked for
-finiteness once, at the end; the trainer itself reads it every `DEFERRED_SYNC_STEPS` steps on a GPU), `--steps` timed steps after
-`--warmup` (compilation). Prints images/s and the projected time of the ResNet paper's CIFAR schedule (64,000
-iterations of batch 128). Then one step of `resnetlab train` under `torchrun --nproc-per-node 1` with NCCL.
+finiteness once, at the end; the trainer itself reads it every `DEFERRED_SYNC_STEPS` steps on a GPU), `--steps` timed
+steps after `--warmup` (compilation). Prints images/s and the projected time of the ResNet paper's CIFAR schedule
+(64,000 iterations of batch 128). Then one step of `resnetlab train` under `torchrun --nproc-per-node 1` with NCCL.
 
     python benchmarks/gpu_check.py                     # on a machine with a CUDA GPU
     python benchmarks/gpu_check.py --json gpu.json

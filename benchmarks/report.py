@@ -59,7 +59,8 @@ def train_section(data: dict) -> list[str]:
              "the median over all timed steps (min-max in brackets); GFLOP/s counts 6 x multiply-adds per image; "
              "% peak is against the 2048x2048 `torch.mm` rate of the setup's own precision measured in the same run "
              f"(float32 {first['matmul']['median']:.0f}{bf16_peak} GFLOP/s for {first['model']}).", "",
-             "| model | setup | images/s (min-max) | GFLOP/s | % of matmul peak | vs reference | warm-up s | peak RSS MiB |",
+             "| model | setup | images/s (min-max) | GFLOP/s | % of matmul peak | vs reference | warm-up s "
+             "| peak RSS MiB |",
              "|---|---|---|---|---|---|---|---|"]
     goals = []
     for result in data["results"]:
@@ -99,7 +100,8 @@ def step_profile_section(data: dict) -> list[str]:
              f"`.venv/bin/python benchmarks/step_profile.py` on {machine(data)}: self time per operator group from "
              "`torch.profiler` (median of 2 processes). A step cannot beat its convolutions: their rate against the "
              "matmul peak is the ceiling of every lever that leaves the convolution kernels alone.", "",
-             "| model | setup | convolution ms | batch norm ms | ReLU ms | other ms | convolution share | convolution GFLOP/s (% of matmul peak) |",
+             "| model | setup | convolution ms | batch norm ms | ReLU ms | other ms | convolution share "
+             "| convolution GFLOP/s (% of matmul peak) |",
              "|---|---|---|---|---|---|---|---|"]
     for row in data["rows"]:
         groups = row["seconds_per_step"]
@@ -119,7 +121,8 @@ def stochastic_depth_section(data: dict) -> list[str]:
              f"{machine(data)}, each setup in its own process, interleaved rounds. The gates are drawn afresh "
              "every step; epoch time = mean step time x 352 steps (45k images). 'Ideal' assumes time proportional to "
              "the blocks run (the paper's 25% for p_L = 0.5).", "",
-             "| setup | expected blocks run | mean step s | epoch s | saving | ideal saving |", "|---|---|---|---|---|---|"]
+             "| setup | expected blocks run | mean step s | epoch s | saving | ideal saving |",
+             "|---|---|---|---|---|---|"]
     for row in data["rows"]:
         lines.append(f"| {row['label']} | {row['expected_blocks']:.2f} of {row['blocks']} | "
                      f"{row['mean_step_seconds']:.3f} | {row['epoch_seconds']:.0f} | {100 * row['saving']:.1f}% | "
@@ -158,8 +161,8 @@ def parity_section(data: dict) -> list[str]:
     return lines + ["", f"Goal: every bf16 error within the fp32 seeds' range ({min(fp32):.2f}-{max(fp32):.2f}%) or "
                     f"{PARITY_POINTS} points of their mean ({verdict_data['fp32_mean']:.2f}%): "
                     + verdict(verdict_data["holds"], f"off by up to {gap:.2f} points")
-                    + (". So `train.precision: auto` trains in bf16 on CPUs with AMX-BF16 units." if verdict_data["holds"]
-                       else ". So bf16 is not the default anywhere."), ""]
+                    + (". So `train.precision: auto` trains in bf16 on CPUs with AMX-BF16 units."
+                        if verdict_data["holds"] else ". So bf16 is not the default anywhere."), ""]
 
 
 def time_to_accuracy_section(data: dict) -> list[str]:
@@ -185,14 +188,15 @@ def memory_section(data: dict) -> list[str]:
              f"`.venv/bin/python benchmarks/memory_deep_nets.py` on {machine(data)}. Peak RSS is the process's "
              "peak resident memory (torch itself included); growth is over the memory before the first step; "
              "'saved activations' is what autograd keeps without checkpointing (measured at batch 2, scaled).", "",
-             "| model | batch | checkpoint segments | peak RSS GiB | growth GiB | step s | saved activations, plain, GiB | note |",
+             "| model | batch | checkpoint segments | peak RSS GiB | growth GiB | step s "
+             "| saved activations, plain, GiB | note |",
              "|---|---|---|---|---|---|---|---|"]
     goal = None
     for row in data["rows"]:
         measured = "peak_bytes" in row
         lines.append(f"| {row['model']} | {row['batch']} | {row['segments'] or 'off'} | "
-                     + (f"{row['peak_bytes'] / 2**30:.2f} | {row['growth_bytes'] / 2**30:.2f} | {row['step_seconds']:.1f}"
-                        if measured else "- | - | -")
+                     + (f"{row['peak_bytes'] / 2**30:.2f} | {row['growth_bytes'] / 2**30:.2f} | "
+                        f"{row['step_seconds']:.1f}" if measured else "- | - | -")
                      + f" | {row['saved_activation_bytes_plain'] / 2**30:.2f} | {row.get('note', '')} |")
         if (row["model"], row["batch"]) == ("preact_resnet1001", 128) and row["segments"] and measured:
             goal = min(goal or math.inf, row["peak_bytes"] / 2**30)
@@ -206,10 +210,12 @@ def inference_section(data: dict) -> list[str]:
     env = data["environment"]
     lines = ["## Inference (ResNet-50, 224x224, CPU)", "",
              f"`.venv/bin/python benchmarks/inference_resnet50.py --rounds {data['latency']['rounds']} --calls "
-             f"{data['latency']['calls_per_round']}` on {env['cpu']}{bf16_units(env)}, {env['cpu_count']} cores, torch {env['torch']}, "
+             f"{data['latency']['calls_per_round']}` on {env['cpu']}{bf16_units(env)}, {env['cpu_count']} cores, "
+             f"torch {env['torch']}, "
              f"onnxruntime {env['onnxruntime']}, {env['date']}; variants interleaved in rounds; every variant's "
              "logits checked against float32 eager (random weights, randomized BN statistics).", "",
-             "| batch | variant | median ms (min-max) | images/s | vs eager | vs onnxruntime | max rel. diff | setup s |",
+             "| batch | variant | median ms (min-max) | images/s | vs eager | vs onnxruntime | max rel. diff "
+             "| setup s |",
              "|---|---|---|---|---|---|---|---|"]
     goals = []
     for key in ("latency", "throughput"):
@@ -221,7 +227,8 @@ def inference_section(data: dict) -> list[str]:
                 lines.append(f"| {bench['batch_size']} | {name} | {r['status']}: {r['reason']} | | | | | |")
                 continue
             versus_ort = f"{ort / r['median_ms']:.2f}x" if ort else "-"
-            lines.append(f"| {bench['batch_size']} | {name} | {r['median_ms']:.1f} ({r['min_ms']:.1f}-{r['max_ms']:.1f}) | "
+            lines.append(f"| {bench['batch_size']} | {name} | {r['median_ms']:.1f} "
+                         f"({r['min_ms']:.1f}-{r['max_ms']:.1f}) | "
                          f"{r['images_per_second']:.1f} | {results['eager']['median_ms'] / r['median_ms']:.2f}x | "
                          f"{versus_ort} | {r['rel_diff']:.1e} | {r['setup_seconds']:.1f} |")
         if ort:

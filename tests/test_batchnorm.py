@@ -126,5 +126,6 @@ def test_rejects_single_value_per_channel_in_training():
 def test_extra_repr_and_state_layout_match_torch(kwargs):
     ref, theirs = ReferenceBatchNorm2d(4, **kwargs), nn.BatchNorm2d(4, **kwargs)
     assert ref.extra_repr() == theirs.extra_repr()
-    layout = lambda m: [(k, v.shape, v.dtype) for k, v in m.state_dict().items()]
+    def layout(module):
+        return [(k, v.shape, v.dtype) for k, v in module.state_dict().items()]
     assert layout(ref) == layout(theirs)

@@ -98,7 +98,8 @@ def test_a_corrupt_image_in_a_folder_is_named_or_skipped(tmp_path):
         for name in ("a", "b"):
             (root / split / name).mkdir(parents=True)
             for i in range(count):
-                Image.fromarray(rng.integers(0, 255, (16, 16, 3), dtype=np.uint8)).save(root / split / name / f"{i}.png")
+                pixels = rng.integers(0, 255, (16, 16, 3), dtype=np.uint8)
+                Image.fromarray(pixels).save(root / split / name / f"{i}.png")
     (root / "train" / "a" / "bad.png").write_bytes(b"\x89PNG\r\n\x1a\ntruncated")
     common = ["data.name=folder", f"data.root={root}", "data.validation_size=4", "train.batch_size=8",
               "train.iterations=2", f"run.out_dir={tmp_path}"]

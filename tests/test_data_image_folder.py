@@ -1,4 +1,5 @@
-"""Image-folder data sets: layouts, labels, exact pixels, the seeded split, the disk cache and one clear line per bad input."""
+"""Image-folder data sets: layouts, labels, exact pixels, the seeded split, the disk cache and one clear line per bad
+input."""
 
 import os
 import re

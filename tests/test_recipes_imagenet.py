@@ -46,8 +46,8 @@ def test_every_imagenet_row_has_a_recipe():
 @pytest.mark.parametrize("name", RECIPES)
 def test_each_recipe_trains_two_steps_and_evaluates(name, image_folders, tmp_path):
     recipe = load_config(name)
-    overrides = [f"data.root={image_folders[recipe.data.loader]}", "train.iterations=2", "train.batch_size=2", "train.precision=fp32",
-                 "train.compile=false", f"run.out_dir={tmp_path}", "run.name=smoke"]
+    overrides = [f"data.root={image_folders[recipe.data.loader]}", "train.iterations=2", "train.batch_size=2",
+                 "train.precision=fp32", "train.compile=false", f"run.out_dir={tmp_path}", "run.name=smoke"]
     if recipe.data.loader == "stream":
         overrides.append("data.num_workers=0")  # worker processes would take longer than the 2 steps
     if recipe.model.weights and recipe.model.weights not in published_weights():

@@ -12,11 +12,26 @@ import torch
 from PIL import Image
 
 from resnetlab.data.errors import DataError
-from resnetlab.data.streaming import (SeededShuffleSampler, StreamingImageDataset, estimate_channel_stats,
-                                      list_image_files, make_streaming_loader, set_loader_epoch)
-from resnetlab.data.transforms import (CenterCrop, Normalize, RandomCrop, RandomHorizontalFlip,
-                                       RandomResizeShorterSide, ResizeShorterSide, TenCrop, ToTensor, eval_transform,
-                                       train_transform)
+from resnetlab.data.streaming import (
+    SeededShuffleSampler,
+    StreamingImageDataset,
+    estimate_channel_stats,
+    list_image_files,
+    make_streaming_loader,
+    set_loader_epoch,
+)
+from resnetlab.data.transforms import (
+    CenterCrop,
+    Normalize,
+    RandomCrop,
+    RandomHorizontalFlip,
+    RandomResizeShorterSide,
+    ResizeShorterSide,
+    TenCrop,
+    ToTensor,
+    eval_transform,
+    train_transform,
+)
 
 MEAN, STD = (0.5, 0.4, 0.3), (0.25, 0.2, 0.15)
 SIZES = [(300, 400), (500, 260)]  # (width, height) px, as Pillow gives sizes

@@ -16,9 +16,9 @@ from PIL import Image
 from resnetlab.config import DataConfig
 from resnetlab.data.augment import Normalizer
 from resnetlab.data.batches import ArrayBatches, eval_batches
-from resnetlab.data.cifar import load_cifar
+from resnetlab.data.cifar import CifarArrays, load_cifar
 from resnetlab.data.errors import DataError
-from resnetlab.data.image_folder import IMAGE_EXTENSIONS, load_small_image_folder
+from resnetlab.data.image_folder import IMAGE_EXTENSIONS, ImageFolderArrays, load_small_image_folder
 from resnetlab.data.streaming_batches import (
     StreamingBatches,
     channel_normalizer,
@@ -56,6 +56,11 @@ def hold_out_validation(images: np.ndarray, labels: np.ndarray, validation_size:
     return images[train_index], labels[train_index], images[val_index], labels[val_index]
 
 
+def _train_and_test(data: CifarArrays | ImageFolderArrays) -> tuple:
+    """(train images, train labels, test images, test labels, classes) of a loaded CIFAR or image-folder set."""
+    return data.train_images, data.train_labels, data.test_images, data.test_labels, data.classes
+
+
 def load_arrays(config: DataConfig) -> ArraySplits:
     """Load (and, for CIFAR with data.download=true, fetch) the data set a config names."""
     skipped: list = []
@@ -64,13 +69,12 @@ def load_arrays(config: DataConfig) -> ArraySplits:
         train, train_labels, test, test_labels, classes = data
     elif config.name in ("cifar10", "cifar100"):
         data = load_cifar(config.root, config.name, download=config.download)
-        train, train_labels, test, test_labels = data.train_images, data.train_labels, data.test_images, data.test_labels
-        classes = data.classes
+        train, train_labels, test, test_labels, classes = _train_and_test(data)
     elif config.name == "folder":
         data = load_small_image_folder(config.root, image_size=config.image_size, skip_bad=config.skip_bad,
                                        split_seed=config.split_seed)
-        train, train_labels, test, test_labels = data.train_images, data.train_labels, data.test_images, data.test_labels
-        classes, skipped = data.classes, list(data.skipped)
+        train, train_labels, test, test_labels, classes = _train_and_test(data)
+        skipped = list(data.skipped)
     else:
         raise DataError(f"unknown data set {config.name!r}; data.name must be synthetic, cifar10, cifar100 or folder")
     train_labels, test_labels = np.asarray(train_labels, np.int64), np.asarray(test_labels, np.int64)

@@ -194,8 +194,8 @@ def _check_same_size(good: list[tuple[Path, np.ndarray]]) -> None:
     for path, image in good:
         if image.shape != first.shape:
             raise DataError(f"images differ in size: {first_path} is {first.shape[1]}x{first.shape[0]} px but {path} "
-                            f"is {image.shape[1]}x{image.shape[0]} px; set data.image_size=N (image_size=N) to resize all to "
-                            f"N x N, e.g. {min(first.shape[:2])}")
+                            f"is {image.shape[1]}x{image.shape[0]} px; set data.image_size=N (image_size=N) to resize "
+                            f"all to N x N, e.g. {min(first.shape[:2])}")
 
 
 def _decode_files(paths: list[Path], image_size: int | None) -> list[np.ndarray | str]:

@@ -21,8 +21,8 @@ import numpy as np
 import torch
 from PIL import Image
 
-__all__ = ["CenterCrop", "Compose", "Lighting", "Normalize", "RandomCrop", "RandomHorizontalFlip", "RandomResizeShorterSide",
-           "ResizeShorterSide", "TenCrop", "ToTensor", "eval_transform", "train_transform"]
+__all__ = ["CenterCrop", "Compose", "Lighting", "Normalize", "RandomCrop", "RandomHorizontalFlip",
+           "RandomResizeShorterSide", "ResizeShorterSide", "TenCrop", "ToTensor", "eval_transform", "train_transform"]
 
 _PIXEL_SCALE = 255.0  # uint8 pixels to [0, 1]
 

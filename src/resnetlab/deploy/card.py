@@ -91,7 +91,8 @@ def run_provenance(checkpoint_path: str | Path, config: dict) -> dict:
     files are there) the machine, commit, precision and the run's final numbers."""
     folder = Path(checkpoint_path).parent
     provenance: dict = {"checkpoint": Path(checkpoint_path).name, "config": config}
-    for name, keys in (("environment.json", ("git_commit", "cpu", "cpu_amx_bf16", "cpu_avx512_bf16", "torch", "precision", "date")),
+    machine_keys = ("git_commit", "cpu", "cpu_amx_bf16", "cpu_avx512_bf16", "torch", "precision", "date")
+    for name, keys in (("environment.json", machine_keys),
                        ("summary.json", ("final_test_error", "final_test_top5_error", "iterations", "epochs",
                                          "train_seconds", "world_size"))):
         if (folder / name).is_file():

@@ -272,7 +272,8 @@ class PlainBlock(NetworkUnit):
               drop_path: DropPath | None, first_unit: bool) -> NetworkUnit:
         return cls(in_channels, width, stride, norm_layer=options.norm_layer)
 
-    def __init__(self, in_channels: int, channels: int, stride: int = 1, *, norm_layer: NormLayer = nn.BatchNorm2d) -> None:
+    def __init__(self, in_channels: int, channels: int, stride: int = 1, *,
+                 norm_layer: NormLayer = nn.BatchNorm2d) -> None:
         super().__init__()
         self.conv1 = conv3x3(in_channels, channels, stride)
         self.bn1 = norm_layer(channels)

@@ -90,7 +90,8 @@ def create_model(name: str, num_classes: int | None = None, weights: str | Path 
     allowed = spec.options()
     unknown = sorted(set(options) - set(allowed))
     if unknown:
-        raise ValueError(f"unknown option(s) {unknown} for {name!r}; allowed: {', '.join(o for o in allowed if o != 'num_classes')}")
+        choices = ", ".join(option for option in allowed if option != "num_classes")
+        raise ValueError(f"unknown option(s) {unknown} for {name!r}; allowed: {choices}")
     model = spec.builder(**spec.architecture, num_classes=spec.num_classes if num_classes is None else num_classes,
                          **options)
     if weights is not None:

@@ -147,6 +147,7 @@ class ExperimentResults:
 def load_results(report_dir: Path) -> ExperimentResults:
     manifest = json.loads((report_dir / MANIFEST_FILE).read_text())
     rows = [RowResult(row["label"], row["group"], row["recipe"], row["recipe_model"], row.get("recipe_length", ""),
-                      row.get("recipe_batch_size"), row.get("paper") or {}, [RunRecord.read(report_dir / "runs" / name) for name in row["runs"]])
+                      row.get("recipe_batch_size"), row.get("paper") or {},
+                      [RunRecord.read(report_dir / "runs" / name) for name in row["runs"]])
             for row in manifest["rows"]]
     return ExperimentResults(manifest, rows)

@@ -72,9 +72,9 @@ def _lowest_claim(statement: str, best, others, metric: str) -> Claim:
     finished = {label: v for label, v in values.items() if v is not None}
     failed = sorted(label for label, v in values.items() if v is None)
     shown = all(best_value < v for v in finished.values())
-    evidence = (f"Ours: {best.label} {100 * best_value:.2f}%; " + ", ".join(
-        f"{label} {100 * v:.2f}%" for label, v in finished.items()) + (f"; diverged: {', '.join(failed)}" if failed else "")
-        + ".")
+    evidence = (f"Ours: {best.label} {100 * best_value:.2f}%; "
+                + ", ".join(f"{label} {100 * v:.2f}%" for label, v in finished.items())
+                + (f"; diverged: {', '.join(failed)}" if failed else "") + ".")
     gaps = {label: abs(v - best_value) for label, v in finished.items()}
     close = tuple(label for label, gap in gaps.items() if gap < CLOSE_CALL)  # rows a second seed could reorder
     return Claim(statement, shown, evidence, (best.label, *close) if close else (),

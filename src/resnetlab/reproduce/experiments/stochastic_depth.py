@@ -46,7 +46,8 @@ def _analyze(results, report_dir: Path) -> Analysis:
     for row in results.rows:
         run = first_finished(row)
         depth[row.label] = run.metrics[-1].get("expected_depth") if run and run.metrics else None
-    analysis.columns["expected depth (residual blocks)"] = {k: "-" if v is None else f"{v:.1f}" for k, v in depth.items()}
+    analysis.columns["expected depth (residual blocks)"] = {label: "-" if blocks is None else f"{blocks:.1f}"
+                                                            for label, blocks in depth.items()}
     per_step = {row.label: _seconds_per_iteration(row) for row in results.rows}
     analysis.columns["ms per iteration"] = {k: "-" if v is None else f"{1000 * v:.0f}" for k, v in per_step.items()}
     panels = {"training curves": {row.label: (curve_series(row, "train_error"), _epoch_test_series(row))
@@ -100,7 +101,8 @@ def _accuracy_claim(results, constant, stochastic, seconds_per_iteration: float 
 
 def _epoch_test_series(row) -> tuple[list[float], list[float]]:
     run = first_finished(row)
-    points = [(r["iteration"], r["test_error"]) for r in (run.metrics if run else []) if r.get("test_error") is not None]
+    records = run.metrics if run else []
+    points = [(r["iteration"], r["test_error"]) for r in records if r.get("test_error") is not None]
     return [p[0] for p in points], [p[1] for p in points]
 
 
