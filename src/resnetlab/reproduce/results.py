@@ -11,6 +11,7 @@ from pathlib import Path
 import yaml
 
 from resnetlab.errors import ResnetlabError
+from resnetlab.training.environment import bf16_units, training_segments
 from resnetlab.training.metrics_log import read_metrics
 
 MANIFEST_FILE = "experiment.json"  # a report folder's list of rows and runs, written by `resnetlab reproduce`
@@ -62,10 +63,34 @@ class RunRecord:
         """Training error over the last curve window (the papers' training curves end there)."""
         return self.curve[-1]["train_error"] if self.curve else None
 
+    def training_time_by_machine(self) -> dict[str, tuple[float, int]]:
+        """(training seconds, iterations) per machine and precision that trained the run, from its epoch records:
+        a run resumed elsewhere mixes machines, and only times taken on one machine compare. An epoch cut by an
+        interruption (part of it trained on each side) is left out."""
+        segments = training_segments(self.environment)
+        ends = [segment["at_iteration"] for segment in segments[1:]] + [float("inf")]
+        totals: dict[str, tuple[float, int]] = {}
+        start = 0
+        for record in self.metrics:  # one per epoch: the iteration it ended at, its training seconds
+            end = record["iteration"]
+            segment = next((s for s, stop in zip(segments, ends) if s["at_iteration"] <= start and end <= stop), None)
+            if segment is not None and record.get("epoch_seconds") is not None:
+                machine = _machine_and_precision(segment)
+                seconds, iterations = totals.get(machine, (0.0, 0))
+                totals[machine] = (seconds + record["epoch_seconds"], iterations + end - start)
+            start = end
+        return totals
+
     def value(self, key: str) -> float | None:
         if key == "final_train_error":
             return self.final_train_error()
         return None if self.summary is None else self.summary.get(key)
+
+
+def _machine_and_precision(segment: dict) -> str:
+    """A stretch of training's machine as speed depends on it, e.g. 'AMD EPYC (no bf16 units), 2 threads, fp32'."""
+    precision = (segment.get("precision") or {}).get("precision", "fp32")
+    return f"{segment.get('cpu')}{bf16_units(segment)}, {segment.get('torch_threads')} threads, {precision}"
 
 
 @dataclass(frozen=True)

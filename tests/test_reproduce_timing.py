@@ -1,0 +1,53 @@
+"""Training times in the reports: a run resumed on another machine is timed per machine, and the stochastic-depth
+time claim compares the two rows only on a machine that trained both."""
+
+from __future__ import annotations
+
+from resnetlab.reproduce.experiments.stochastic_depth import CONSTANT, STOCHASTIC, _time_claim
+from resnetlab.reproduce.results import RowResult, RunRecord
+
+ZEN3 = {"cpu": "AMD EPYC", "cpu_amx_bf16": False, "cpu_avx512_bf16": False, "torch_threads": 2,
+        "precision": {"precision": "fp32"}}
+XEON = {"cpu": "Intel Xeon", "cpu_amx_bf16": True, "cpu_avx512_bf16": True, "torch_threads": 2,
+        "precision": {"precision": "bf16"}}
+ZEN3_FP32 = "AMD EPYC (no bf16 units), 2 threads, fp32"
+XEON_BF16 = "Intel Xeon (AMX-BF16), 2 threads, bf16"
+
+
+def epochs(seconds: list[float], length: int = 4) -> list[dict]:
+    """Epoch records of ``length`` iterations each, with their training seconds."""
+    return [{"epoch": i + 1, "iteration": (i + 1) * length, "epoch_seconds": s} for i, s in enumerate(seconds)]
+
+
+def run_record(environment: dict, seconds: list[float]) -> RunRecord:
+    iterations = 4 * len(seconds)
+    return RunRecord("run", {}, environment, {"iterations": iterations, "train_seconds": sum(seconds)},
+                     epochs(seconds), [])
+
+
+def row(label: str, environment: dict, seconds: list[float]) -> RowResult:
+    return RowResult(label, "", "", "resnet110", "", 128, {}, [run_record(environment, seconds)])
+
+
+def test_a_resumed_run_is_timed_per_machine_and_the_epoch_cut_by_the_resume_is_left_out():
+    resumed = {**ZEN3, "resumed": [{**XEON, "at_iteration": 6}]}  # the Xeon went on from mid-epoch 2
+    times = run_record(resumed, [10.0, 9.0, 3.0, 2.0]).training_time_by_machine()
+    assert times == {ZEN3_FP32: (10.0, 4), XEON_BF16: (5.0, 8)}  # epoch 2 (iterations 4-8) held both machines
+    assert run_record(ZEN3, [10.0, 9.0]).training_time_by_machine() == {ZEN3_FP32: (19.0, 8)}
+
+
+def test_the_time_claim_compares_the_rows_on_a_machine_that_trained_both():
+    constant = row(CONSTANT, {**ZEN3, "resumed": [{**XEON, "at_iteration": 8}]}, [10.0, 10.0, 4.0, 4.0])
+    stochastic = row(STOCHASTIC, {**XEON, "resumed": [{**ZEN3, "at_iteration": 4}]}, [3.0, 7.0, 7.0, 7.0])
+    claim = _time_claim(constant, stochastic)
+    # Zen 3 trained 8 iterations of each (10 vs 7 s per 4); the Xeon 8 of the constant row and 4 of the other.
+    assert claim.shown is True
+    assert "30.0% less time per iteration (2500 vs 1750 ms" in claim.evidence and ZEN3_FP32 in claim.evidence
+
+
+def test_the_time_claim_cannot_tell_when_no_machine_trained_both_rows():
+    # Whole-run times would read as a 70% saving: the Xeon in bf16, not stochastic depth.
+    claim = _time_claim(row(CONSTANT, ZEN3, [10.0, 10.0]), row(STOCHASTIC, XEON, [3.0, 3.0]))
+    assert claim.shown is None and "no machine trained both rows" in claim.evidence
+    slower = _time_claim(row(CONSTANT, ZEN3, [10.0, 10.0]), row(STOCHASTIC, ZEN3, [11.0, 11.0]))
+    assert slower.shown is False and "-10.0% less time" in slower.evidence
