@@ -11,7 +11,7 @@ from pathlib import Path
 import yaml
 
 from resnetlab.errors import ResnetlabError
-from resnetlab.training.environment import bf16_units, training_segments
+from resnetlab.training.environment import training_segments
 from resnetlab.training.metrics_log import read_metrics
 
 MANIFEST_FILE = "experiment.json"  # a report folder's list of rows and runs, written by `resnetlab reproduce`
@@ -74,8 +74,8 @@ class RunRecord:
         for record in self.metrics:  # one per epoch: the iteration it ended at, its training seconds
             end = record["iteration"]
             segment = next((s for s, stop in zip(segments, ends) if s["at_iteration"] <= start and end <= stop), None)
-            if segment is not None and record.get("epoch_seconds") is not None:
-                machine = _machine_and_precision(segment)
+            machine = _machine_and_precision(segment) if segment is not None else None
+            if machine is not None and record.get("epoch_seconds") is not None:
                 seconds, iterations = totals.get(machine, (0.0, 0))
                 totals[machine] = (seconds + record["epoch_seconds"], iterations + end - start)
             start = end
@@ -87,10 +87,19 @@ class RunRecord:
         return None if self.summary is None else self.summary.get(key)
 
 
-def _machine_and_precision(segment: dict) -> str:
-    """A stretch of training's machine as speed depends on it, e.g. 'AMD EPYC (no bf16 units), 2 threads, fp32'."""
+def _machine_and_precision(segment: dict) -> str | None:
+    """A stretch of training's machine as its speed depends on it, e.g. 'AMD EPYC (no bf16 units), 2 CPUs, 2 torch
+    threads, fp32'; None where the record was lost (a resume of a run whose start went unrecorded)."""
+    if not segment.get("cpu"):
+        return None
+    # A record without the AVX512-BF16 field predates it, and every machine then without AMX had no bf16 units.
+    units = ("AMX-BF16" if segment.get("cpu_amx_bf16") else
+             "AVX512-BF16, no AMX" if segment.get("cpu_avx512_bf16") else "no bf16 units")
+    gpus, processes = segment.get("gpus") or [], segment.get("world_size") or 1
     precision = (segment.get("precision") or {}).get("precision", "fp32")
-    return f"{segment.get('cpu')}{bf16_units(segment)}, {segment.get('torch_threads')} threads, {precision}"
+    return (f"{segment['cpu']} ({units}), {segment.get('cpu_count')} CPUs, {segment.get('torch_threads')} torch threads"
+            + (f", GPU {', '.join(gpus)}" if gpus else "") + (f", {processes} processes" if processes > 1 else "")
+            + f", {precision}")
 
 
 @dataclass(frozen=True)

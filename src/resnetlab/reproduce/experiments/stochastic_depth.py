@@ -32,12 +32,26 @@ CPU = Plan(iterations=7040, curve_every=88, eval_every=2, compile=False, warm_st
 PAPER = Plan(iterations=None, seeds=5, curve_every=352, compile=False)
 
 
-def _seconds_per_iteration(rows) -> tuple[dict[str, float], str | None]:
-    """Each row's training seconds per iteration on the machine (and precision) that trained most of both rows'
-    shared iterations, and that machine; ({}, None) where no machine trained both (a comparison across machines
-    would time the machines, not stochastic depth)."""
-    runs = [first_finished(row) for row in rows]
-    times = [run.training_time_by_machine() if run else {} for run in runs]
+def _timed_epochs(row) -> dict[str, tuple[float, int]]:
+    """(training seconds, iterations) per machine of the row's first finished run; {} where none finished."""
+    run = first_finished(row)
+    return run.training_time_by_machine() if run else {}
+
+
+def _own_seconds_per_iteration(row) -> float | None:
+    """The row's training seconds per iteration on the machine that trained most of it."""
+    times = _timed_epochs(row)
+    if not times:
+        return None
+    seconds, iterations = max(times.values(), key=lambda t: t[1])
+    return seconds / iterations
+
+
+def _shared_seconds_per_iteration(rows) -> tuple[dict[str, float], str | None]:
+    """Each row's training seconds per iteration on the machine (and precision) that trained the most of every
+    row, and that machine; ({}, None) where no machine trained them all (a comparison across machines would time
+    the machines, not stochastic depth)."""
+    times = [_timed_epochs(row) for row in rows]
     shared = set.intersection(*(set(t) for t in times)) if times else set()
     if not shared:
         return {}, None
@@ -49,7 +63,9 @@ def _time_claim(constant, stochastic) -> Claim:
     statement = "Stochastic depth trains faster: the paper saves about 25% of the time at p_L = 0.5."
     if (missing := no_result([constant, stochastic], "train_seconds")) is not None:
         return Claim(statement, None, missing)
-    per_step, machine = _seconds_per_iteration([constant, stochastic])
+    if untimed := [row.label for row in (constant, stochastic) if not _timed_epochs(row)]:
+        return Claim(statement, None, f"(no timed epochs in the records of {', '.join(untimed)})")
+    per_step, machine = _shared_seconds_per_iteration([constant, stochastic])
     if machine is None:
         return Claim(statement, None, "Cannot tell: no machine trained both rows, and times taken on different "
                                       "machines do not compare (`resnetlab reproduce` on one machine finishes both).")
@@ -68,9 +84,9 @@ def _analyze(results, report_dir: Path) -> Analysis:
         depth[row.label] = run.metrics[-1].get("expected_depth") if run and run.metrics else None
     analysis.columns["expected depth (residual blocks)"] = {label: "-" if blocks is None else f"{blocks:.1f}"
                                                             for label, blocks in depth.items()}
-    per_step, machine = _seconds_per_iteration(results.rows)
-    analysis.columns["ms per iteration"] = {row.label: f"{1000 * per_step[row.label]:.0f}" if per_step else "-"
-                                            for row in results.rows}
+    per_step, machine = _shared_seconds_per_iteration(results.rows)
+    own = {row.label: per_step.get(row.label) or _own_seconds_per_iteration(row) for row in results.rows}
+    analysis.columns["ms per iteration"] = {label: "-" if v is None else f"{1000 * v:.0f}" for label, v in own.items()}
     panels = {"training curves": {row.label: (curve_series(row, "train_error"), _epoch_test_series(row))
                                   for row in results.rows}}
     figures.plot_error_curves(panels, report_dir / "error_curves.png")
@@ -88,7 +104,7 @@ def _analyze(results, report_dir: Path) -> Analysis:
                                          "averaged over each window of iterations (the paper's Fig. 8)."),
     ]
     analysis.claims.append(_time_claim(constant, stochastic))
-    analysis.claims.append(_accuracy_claim(results, constant, stochastic, per_step.get(CONSTANT)))
+    analysis.claims.append(_accuracy_claim(results, constant, stochastic, own.get(CONSTANT)))
     means = [_mean(curve_series(row, "grad_first_conv")[1]) for row in (constant, stochastic)]
     statement = "The first layer gets larger gradients with stochastic depth (mean over training)."
     analysis.claims.append(Claim(statement, None, "(no gradient records)") if None in means else unless_stalled(
