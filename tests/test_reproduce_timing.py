@@ -39,6 +39,8 @@ def test_a_resumed_run_is_timed_per_machine_and_the_epoch_cut_by_the_resume_is_l
 def test_machines_are_told_apart_by_what_sets_their_speed_and_lost_records_time_nothing():
     older = {key: value for key, value in ZEN3.items() if key != "cpu_avx512_bf16"}  # before the field existed
     assert set(run_record(older, [1.0]).training_time_by_machine()) == {ZEN3_FP32}
+    oldest = {key: value for key, value in older.items() if key != "cpu_amx_bf16"}  # says nothing of bf16 units
+    assert set(run_record(oldest, [1.0]).training_time_by_machine()) == {"AMD EPYC, 2 CPUs, 2 torch threads, fp32"}
     on_gpu = run_record({**ZEN3, "gpus": ["NVIDIA H200"]}, [1.0]).training_time_by_machine()
     two_processes = run_record({**ZEN3, "world_size": 2}, [1.0]).training_time_by_machine()
     assert set(on_gpu) == {"AMD EPYC (no bf16 units), 2 CPUs, 2 torch threads, GPU NVIDIA H200, fp32"}

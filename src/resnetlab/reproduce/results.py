@@ -92,12 +92,13 @@ def _machine_and_precision(segment: dict) -> str | None:
     threads, fp32'; None where the record was lost (a resume of a run whose start went unrecorded)."""
     if not segment.get("cpu"):
         return None
-    # A record without the AVX512-BF16 field predates it, and every machine then without AMX had no bf16 units.
-    units = ("AMX-BF16" if segment.get("cpu_amx_bf16") else
-             "AVX512-BF16, no AMX" if segment.get("cpu_avx512_bf16") else "no bf16 units")
+    # A record without the AVX512-BF16 field predates it, and every machine then without AMX had no bf16 units;
+    # the oldest records name neither.
+    units = ("" if "cpu_amx_bf16" not in segment else " (AMX-BF16)" if segment["cpu_amx_bf16"] else
+             " (AVX512-BF16, no AMX)" if segment.get("cpu_avx512_bf16") else " (no bf16 units)")
     gpus, processes = segment.get("gpus") or [], segment.get("world_size") or 1
     precision = (segment.get("precision") or {}).get("precision", "fp32")
-    return (f"{segment['cpu']} ({units}), {segment.get('cpu_count')} CPUs, {segment.get('torch_threads')} torch threads"
+    return (f"{segment['cpu']}{units}, {segment.get('cpu_count')} CPUs, {segment.get('torch_threads')} torch threads"
             + (f", GPU {', '.join(gpus)}" if gpus else "") + (f", {processes} processes" if processes > 1 else "")
             + f", {precision}")
 
