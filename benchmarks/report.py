@@ -11,6 +11,7 @@ result; a section whose JSON was never committed keeps its text from the current
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import math
 import statistics
@@ -47,13 +48,19 @@ def verdict(met: bool, gap: str = "") -> str:
     return "**met**" if met else f"**not met** ({gap})"
 
 
-def train_section(data: dict) -> list[str]:
+TRAIN_SPEED_FILES = {  # one train_speed.py result per kind of CPU (the goals differ with its bf16 units): heading
+    "train_speed.json": "",  # the Xeon with AMX-BF16, the project's first result under the plain name
+    "train_speed_avx512_bf16.json": " with AVX512-BF16, no AMX", "train_speed_no_bf16.json": " without bf16 units",
+}
+
+
+def train_section(data: dict, kind: str = "") -> list[str]:
     rounds, steps = rounds_and_steps(data["results"][0]["setups"][0])
     amx = "(AMX-BF16)" in machine(data)
     speedup_goal = TRAIN_SPEEDUP_GOAL_AMX if amx else TRAIN_SPEEDUP_GOAL
     first = data["results"][0]
     bf16_peak = f", bfloat16 {first['matmul_bf16']['median']:.0f}" if first.get("matmul_bf16") else ""
-    lines = ["## Training speed (batch 128, CPU)", "",
+    lines = [f"## Training speed{kind} (batch 128, CPU)", "",
              f"`.venv/bin/python benchmarks/train_speed.py --rounds {rounds} --steps {steps}` on {machine(data)}. "
              f"Each setup ran in its own process, {rounds} interleaved rounds of {steps} timed steps; images/s is "
              "the median over all timed steps (min-max in brackets); GFLOP/s counts 6 x multiply-adds per image; "
@@ -284,7 +291,8 @@ def result(name: str, results: Path) -> dict | None:
     return json.loads(committed.read_text()) if committed.exists() else None
 
 
-SECTION_FILES = {"## Training speed": "train_speed.json", "### Where the step's time goes": "step_profile.json",
+SECTION_FILES = {**{f"## Training speed{kind} (": name for name, kind in TRAIN_SPEED_FILES.items()},
+                 "### Where the step's time goes": "step_profile.json",
                  "## Stochastic depth that saves time": "stochastic_depth_time.json",
                  "## Memory of the deepest nets": "memory_deep_nets.json", "## Inference": "inference_resnet50.json",
                  "## Streaming loader": "loader_throughput.json"}
@@ -303,8 +311,10 @@ def earlier_sections(page: Path) -> dict[str, list[str]]:
                 sections[name] = [line, "", f"(Kept from the page before: {name} was not committed then; rerun "
                                             "its benchmark to regenerate this section.)"]
                 continue
-        if current is not None and not line.startswith("(Kept from the page before"):  # noted once, above
-            sections[current].append(line)
+        kept = sections[current] if current is not None else None
+        blank_again = not line.strip() and kept and not kept[-1].strip()  # else each rewrite adds a blank line
+        if kept is not None and not line.startswith("(Kept from the page before") and not blank_again:
+            kept.append(line)  # the marker is noted once, above
     return sections
 
 
@@ -313,7 +323,9 @@ def main() -> int:
     parser.add_argument("--results", type=Path, default=RESULTS)
     parser.add_argument("--out", type=Path, default=REPO / "docs" / "performance.md")
     args = parser.parse_args()
-    sections = [("train_speed.json", train_section), ("step_profile.json", step_profile_section),
+    sections = [(name, functools.partial(train_section, kind=kind)) for name, kind in TRAIN_SPEED_FILES.items()
+                if name == "train_speed.json" or (args.results / name).exists() or (COMMITTED / name).exists()]
+    sections += [("step_profile.json", step_profile_section),
                 ("precision_parity.json", parity_section), ("time_to_accuracy.json", time_to_accuracy_section),
                 ("stochastic_depth_time.json", stochastic_depth_section),
                 ("memory_deep_nets.json", memory_section), ("inference_resnet50.json", inference_section),

@@ -32,6 +32,16 @@ def setups_for(model: str, ablation: bool):
     return setups + list(unique.values())
 
 
+def default_out() -> Path:
+    """runs/benchmarks/train_speed*.json, one file per kind of CPU (the goals differ with its bf16 units), so that a
+    run on one machine never overwrites another's figures; benchmarks/report.py renders each one it finds."""
+    from resnetlab.training.environment import describe_environment
+
+    environment = describe_environment()
+    kind = ("" if environment["cpu_amx_bf16"] else "_avx512_bf16" if environment["cpu_avx512_bf16"] else "_no_bf16")
+    return REPO / "runs" / "benchmarks" / f"train_speed{kind}.json"
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", nargs="+", default=["resnet20", "resnet56", "resnet110"])
@@ -39,7 +49,8 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--steps", type=int, default=8, help="timed steps per setup and round")
     parser.add_argument("--ablation-model", default="resnet20", help="the model whose levers are also run one by one")
-    parser.add_argument("--out", type=Path, default=REPO / "runs" / "benchmarks" / "train_speed.json")
+    parser.add_argument("--out", type=Path, help="default: runs/benchmarks/train_speed.json on a CPU with AMX-BF16, "
+                        "train_speed_avx512_bf16.json or train_speed_no_bf16.json on the others")
     args = parser.parse_args()
 
     from resnetlab.bench.training import compare_training, format_comparison, write_results
@@ -52,7 +63,7 @@ def main() -> int:
                                       rounds=args.rounds, steps=args.steps, augmentation=True)
         print(format_comparison(comparison), "\n", flush=True)
         results.append(comparison.to_dict())
-    write_results(args.out, {"machine": f"machine: {describe_machine()}", "results": results})
+    write_results(args.out or default_out(), {"machine": f"machine: {describe_machine()}", "results": results})
     return 0
 
 
