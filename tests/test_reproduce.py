@@ -120,13 +120,20 @@ def test_the_resnet_papers_paper_budget_trains_on_50k_and_reports_the_last_test_
     assert cpu.data.validation_size == 5000  # shortened budgets keep choosing by validation error
 
 
-def test_rows_option_runs_the_named_rows_only(tmp_path):
+def test_rows_option_trains_the_named_rows_only_and_reports_every_row(tmp_path):
     experiment = get_experiment("stochastic-depth")
-    report = reproduce(experiment, "smoke", out_dir=tmp_path, only_rows=[experiment.rows[1].label], **QUIET)
+    second = experiment.rows[1].label
+    report = reproduce(experiment, "smoke", out_dir=tmp_path, only_rows=[second], **QUIET,
+                       command=f"resnetlab reproduce stochastic-depth --budget smoke --rows '{second}' --no-progress")
     manifest = json.loads((report / "experiment.json").read_text())
-    assert [row["label"] for row in manifest["rows"]] == [experiment.rows[1].label]
+    # Every row, in the experiment's order: the claims compare rows by their place (the first is the baseline).
+    assert [row["label"] for row in manifest["rows"]] == [row.label for row in experiment.rows]
+    assert [len(row["runs"]) for row in manifest["rows"]] == [0, 1] and manifest["pending_runs"] == 1
     assert len(list((tmp_path / "runs").iterdir())) == 1
     assert manifest["plan"]["metric"] == "test_error_at_best_val"
+    text = (report / "report.md").read_text()
+    assert ("1 of 2 runs have finished; the rest are still to train. `resnetlab reproduce stochastic-depth "
+            "--budget smoke --no-progress` goes on") in text  # the command without --rows trains the rest
     from resnetlab.errors import UsageError
 
     with pytest.raises(UsageError, match="not a row of stochastic-depth"):

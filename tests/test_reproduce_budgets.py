@@ -13,6 +13,9 @@ from resnetlab.reproduce.runner import resolve_config
 IDENTITY_WARMUP_ITERATIONS, IDENTITY_WARMUP_LR = 400, 0.01  # He et al. 2016: 0.01 for the first 400 iterations
 ERROR_THRESHOLD = 0.8  # He et al. 2015: ResNet-110 warms up at 0.01 until the training error is below 80%
 SD_RECIPE_EPOCHS = 500  # Huang et al. 2016
+TABLE1_FAIL_ERROR = 0.20  # He et al. 2016, Table 1: "fail" means a test error above 20%
+TABLE1_FAILING = ("constant scaling (0, 1)", "constant scaling (0.5, 1)", "exclusive gating, bias 0",
+                  "dropout shortcut (0.5)")
 WARM_STARTED = ("degradation", "cifar-depth", "layer-responses", "stochastic-depth", "identity-shortcuts",
                 "identity-activations", "preact-depth")
 
@@ -86,3 +89,28 @@ def test_an_ordering_claim_names_the_rows_a_second_seed_could_reorder():
     claim = ordered_claim("Test error falls with depth.", rows, "test_error_at_best_val", increasing=False)
     assert claim.shown is True and claim.gap == pytest.approx(0.015)  # 30.0 -> 28.5: below 2 points
     assert claim.close_rows == ("ResNet-20", "ResNet-32")  # 28.5 -> 25.0 is not close: ResNet-44 keeps one seed
+
+
+def test_table1_fail_claim_names_the_rows_within_a_close_call_of_the_20_percent_line(tmp_path):
+    from resnetlab.reproduce.experiments.identity2016 import FAIL_ERROR, _analyze_shortcuts
+
+    assert FAIL_ERROR == TABLE1_FAIL_ERROR
+    errors = {"original (identity)": 0.1808, "constant scaling (0, 1)": 0.2124, "constant scaling (0.5, 1)": 0.1977,
+              "exclusive gating, bias 0": 0.1901, "dropout shortcut (0.5)": 0.4034}
+    rows = []
+    for row in get_experiment("identity-shortcuts").rows:
+        result = _row(row.label, errors.get(row.label, 0.25), 14)
+        result.paper = {"fail": row.label in TABLE1_FAILING}
+        result.runs[0].config = {}  # no budget notes: the claims alone are tested
+        rows.append(result)
+    results = ExperimentResults({"budget": "cpu", "plan": {}}, rows)
+    lowest, fail = _analyze_shortcuts(results, tmp_path).claims
+    # The identity is lowest; the two variants within 2 points of it are owed a second seed, with it.
+    assert lowest.shown is True and lowest.close_rows[0] == "original (identity)"
+    assert set(lowest.close_rows[1:]) == {"constant scaling (0.5, 1)", "exclusive gating, bias 0"}
+    # Two rows end under the line, so the claim is not shown; the three within 2 points of it could cross it
+    # with a second seed (dropout, 20 points above, could not).
+    assert fail.shown is False
+    assert set(fail.close_rows) == {"constant scaling (0, 1)", "constant scaling (0.5, 1)", "exclusive gating, bias 0"}
+    assert fail.gap == pytest.approx(0.0023)
+    assert "constant scaling (0.5, 1) 19.77%" in fail.evidence and "dropout shortcut (0.5) 40.34%" in fail.evidence

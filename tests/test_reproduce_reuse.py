@@ -139,7 +139,8 @@ def test_a_run_reused_without_its_measurements_takes_them_from_records_that_have
         reproduce(responses, "smoke", out_dir=machine_b, **quiet)
     shutil.copytree(reproduce(responses, "smoke", out_dir=machine_a, **quiet), committed / "layer-responses-smoke")
     report = reproduce(responses, "smoke", out_dir=machine_b, reuse=[committed], **quiet)
-    assert load_results(report).rows[0].runs[0].extras["layer_responses"]["layers"]
+    plain20 = next(row for row in load_results(report).rows if row.label == "plain-20")
+    assert plain20.runs[0].extras["layer_responses"]["layers"]
 
 
 def test_a_close_call_at_one_seed_runs_a_second_seed_for_its_rows_only(tmp_path, monkeypatch):
@@ -150,6 +151,10 @@ def test_a_close_call_at_one_seed_runs_a_second_seed_for_its_rows_only(tmp_path,
     experiment = replace(registered, plans=plans)
     close = registered.rows[1].label
     monkeypatch.setattr(runner_module, "close_call_rows", lambda report_dir: [close])
+    # With --rows, a second seed waits until every row has its first: the rows not trained could change the call.
+    report = reproduce(experiment, "smoke", out_dir=tmp_path, only_rows=[close], log=lambda m: None, progress=False)
+    manifest = json.loads((report / "experiment.json").read_text())
+    assert manifest["seeds"] == [0] and [len(row["runs"]) for row in manifest["rows"]] == [0, 1]
     report = reproduce(experiment, "smoke", out_dir=tmp_path, log=lambda m: None, progress=False)
     manifest = json.loads((report / "experiment.json").read_text())
     assert manifest["seeds"] == [0, 1] and manifest["second_seed_rows"] == [close]

@@ -95,7 +95,8 @@ def build_parser() -> argparse.ArgumentParser:
                            help="smoke: seconds, synthetic data; cpu: about 2 hours per experiment with AMX-BF16; "
                                 "paper: the full recipes")
     reproduce.add_argument("--rows", nargs="+", metavar="LABEL", default=None,
-                           help="run only these rows (labels as in the report, e.g. ResNet-20)")
+                           help="train only these rows (labels as in the report, e.g. ResNet-20); the report "
+                                "still covers every row, the others from runs finished before")
     reproduce.add_argument("--seeds", type=int, default=None, help="runs per row (default: the budget's)")
     reproduce.add_argument("--data", metavar="PATH", default=None, help="a CIFAR-10 folder, an image folder "
                            "with train/ and test/ (e.g. the CIFAR-10 JPEG copy), or 'synthetic' (default: "

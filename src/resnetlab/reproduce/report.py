@@ -72,6 +72,20 @@ def _main_table(experiment, results: ExperimentResults, analysis: Analysis) -> t
     return headers, table
 
 
+def _go_on_command(command: str) -> str:
+    """The command that trains the rest: ``command`` without `--no-train` and without `--rows` and its labels."""
+    try:
+        words = shlex.split(command)
+    except ValueError:  # a command given by hand that shell rules cannot split: shown as it is
+        return command
+    kept, in_rows = [], False
+    for word in words:
+        in_rows = word == "--rows" or (in_rows and not word.startswith("--"))
+        if not in_rows and word != "--no-train":
+            kept.append(word)
+    return shlex.join(kept)
+
+
 def _setup_lines(results: ExperimentResults) -> list[str]:
     manifest = results.manifest
     plan = manifest["plan"]
@@ -81,10 +95,7 @@ def _setup_lines(results: ExperimentResults) -> list[str]:
     lines = [f"Command: `{manifest['command']}`"]
     if manifest.get("pending_runs"):
         done = sum(len(row.runs) for row in results.rows)
-        try:
-            go_on = shlex.join(word for word in shlex.split(manifest["command"]) if word != "--no-train")
-        except ValueError:  # a command given by hand that shell rules cannot split: shown as it is
-            go_on = manifest["command"]
+        go_on = _go_on_command(manifest["command"])
         lines.insert(0, f"**Partial report**: {done} of {done + manifest['pending_runs']} runs have finished; the "
                         f"rest are still to train. `{go_on}` goes on (finished runs are reused).")
     length = (f"{train.get('iterations')} iterations" if train.get("iterations") else f"{train.get('epochs')} epochs")

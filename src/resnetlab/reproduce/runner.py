@@ -48,10 +48,10 @@ def reproduce(experiment: Experiment, budget: str, *, seeds: int | None = None, 
               progress: bool | None = None, command: str | None = None,
               only_rows: Sequence[str] | None = None, reuse: Sequence[str | Path] = (),
               train_missing: bool = True) -> Path:
-    """Run every row of ``experiment`` at ``budget`` (or the rows labelled ``only_rows``) and write its report;
-    returns the report folder. Finished runs recorded in the report folders ``reuse`` are not trained again.
-    With ``train_missing`` False (`--no-train`) nothing trains: the report shows the finished runs and counts
-    the others as still to train."""
+    """Run every row of ``experiment`` at ``budget`` (or only the rows labelled ``only_rows``) and write its
+    report; returns the report folder. Finished runs recorded in the report folders ``reuse`` are not trained
+    again. The report covers every row: the runs not trained here (all of them with ``train_missing`` False,
+    `--no-train`) count as still to train, and second seeds for close calls wait until every row has its first."""
     if budget not in BUDGET_NAMES:
         raise UsageError(f"unknown budget {budget!r}; choose one of {', '.join(BUDGET_NAMES)}")
     plan = experiment.plans[budget]
@@ -68,7 +68,8 @@ def reproduce(experiment: Experiment, budget: str, *, seeds: int | None = None, 
                          "`resnetlab reproduce` or a folder of them, e.g. docs/results")
     data_settings = data_overrides(data, budget)
     report_dir = out_dir / f"{experiment.name}-{budget}"
-    rows = select_rows(experiment, budget, only_rows)
+    rows = experiment.rows_for(budget)  # the report covers them all: its claims compare rows by their place
+    chosen = {row.label for row in select_rows(experiment, budget, only_rows)} if only_rows else None
     manifest = {
         "experiment": experiment.name, "budget": budget, "seeds": list(range(seeds)), "data": data or "recipe",
         "command": command or f"resnetlab reproduce {experiment.name} --budget {budget} --seeds {seeds}"
@@ -82,7 +83,7 @@ def reproduce(experiment: Experiment, budget: str, *, seeds: int | None = None, 
     sitting = _Sitting(experiment, budget, plan, out_dir, report_dir, reuse, data_settings, device, log, progress,
                        manifest, [_row_record(row, []) for row in rows])
     left = sitting.train([(index, row, seed) for index, row in enumerate(rows) for seed in range(seeds)],
-                         train_missing)
+                         train_missing, chosen)
     if not any(record["runs"] for record in sitting.records):  # only with --no-train: each run trains otherwise
         raise NothingFinished(f"--no-train: no run of {experiment.name} at the {budget} budget has finished in "
                               f"{out_dir} or the --reuse folders, so there is nothing to report; run it without "
@@ -94,7 +95,7 @@ def reproduce(experiment: Experiment, budget: str, *, seeds: int | None = None, 
             f"{100 * CLOSE_CALL:.0f} points")
         manifest.update(seeds=[0, 1], second_seed_rows=close)
         left = sitting.train([(index, row, 1) for index, row in enumerate(rows) if row.label in close],
-                             train_missing)
+                             train_missing, chosen)
         report = sitting.write(pending=left)
     return report
 
@@ -126,23 +127,27 @@ class _Sitting:
     seed_of: dict[str, int] = field(default_factory=dict)  # run name -> seed, to list each row's runs in seed order
     reused: int = 0  # runs taken finished in this sitting (the others of the manifest trained in it)
 
-    def train(self, todo: list[tuple[int, Row, int]], train_missing: bool = True) -> int:
+    def train(self, todo: list[tuple[int, Row, int]], train_missing: bool = True,
+              chosen: set[str] | None = None) -> int:
         """Take the runs of ``todo`` (row index, row, seed) that have finished, here or in a reused folder, then
-        train the others in order, rewriting the partial report before each; returns how many are left
-        untrained (all of the others where ``train_missing`` is False)."""
-        waiting = []
+        train the others of the rows labelled in ``chosen`` (`--rows`; all rows where None) in order, rewriting
+        the partial report before each; returns how many are left untrained (all of the others where
+        ``train_missing`` is False)."""
+        waiting, held = [], 0
         for index, row, seed in todo:
             config = resolve_config(row, self.budget, self.plan, seed, self.data_settings)
             run_dir = self.out_dir / "runs" / run_name(row, self.budget, seed, config)
-            if not self._take_finished(index, row, seed, run_dir):
+            if self._take_finished(index, row, seed, run_dir):
+                continue
+            if train_missing and (chosen is None or row.label in chosen):
                 waiting.append((index, row, seed, config, run_dir))
-        if not train_missing:
-            for _, row, seed, _, run_dir in waiting:
-                self.log(f"  {row.label}, seed {seed}: {run_dir.name} has not finished; left to train (--no-train)")
-            return len(waiting)
+            else:
+                held += 1
+                why = "--no-train" if not train_missing else "not in --rows"
+                self.log(f"  {row.label}, seed {seed}: {run_dir.name} has not finished; left to train ({why})")
         for done, (index, row, seed, config, run_dir) in enumerate(waiting):
             if any(record["runs"] for record in self.records):  # what has finished so far, marked partial
-                self.write(pending=len(waiting) - done)
+                self.write(pending=len(waiting) - done + held)
             length = (f"{config.train.iterations} iterations" if config.train.iterations
                       else f"{config.train.epochs} epochs")
             self.log(f"[{self.experiment.name} {index + 1}/{len(self.records)}] {row.label}, seed {seed}: "
@@ -150,7 +155,7 @@ class _Sitting:
             status = ensure_trained(config, run_dir, self.plan, device=self.device, log=self.log,
                                     progress=self.progress)
             self._record(index, seed, run_dir, status)
-        return 0
+        return held
 
     def _take_finished(self, index: int, row: Row, seed: int, run_dir: Path) -> bool:
         """Record the run if it has finished here or its records are adopted from a reused folder."""
