@@ -140,6 +140,18 @@ def test_rows_option_trains_the_named_rows_only_and_reports_every_row(tmp_path):
         reproduce(experiment, "smoke", out_dir=tmp_path, only_rows=["ResNet-9"], **QUIET)
 
 
+def test_a_row_not_run_yet_names_the_stand_in_its_budget_will_train(tmp_path):
+    # A partial report lists every row; the "model run" of a pending row is the budget's stand-in, not the recipe's.
+    to_resnet20 = {"resnet110": ["model.name=resnet20"],
+                   "preact_resnet110": ["model.name=resnet20", "model.placement=full_preact"]}
+    rows = [{"label": label, "group": "", "recipe": "recipe.yaml", "recipe_model": model, "runs": []}
+            for label, model in (("a", "resnet110"), ("b", "preact_resnet110"), ("c", "resnet56"))]
+    (tmp_path / "experiment.json").write_text(json.dumps({"plan": {"substitute": to_resnet20}, "rows": rows}))
+    assert [row.model for row in load_results(tmp_path).rows] == ["resnet20", "resnet20", "resnet56"]
+    (tmp_path / "experiment.json").write_text(json.dumps({"plan": {}, "rows": rows}))  # a report from before
+    assert [row.model for row in load_results(tmp_path).rows] == ["resnet110", "preact_resnet110", "resnet56"]
+
+
 def test_data_option(tmp_path):
     assert data_overrides(None, "smoke")[0] == "data.name=synthetic"
     assert data_overrides(None, "cpu") == []  # the recipes' own data

@@ -135,6 +135,7 @@ class RowResult:
     recipe_batch_size: int | None
     paper: dict
     runs: list[RunRecord]
+    planned_model: str = ""  # the model the budget trains for this row (its stand-in, if any); "" = the recipe's
 
     def stats(self, key: str) -> Stats:
         values = tuple(v for v in (run.value(key) for run in self.runs) if v is not None)
@@ -142,8 +143,9 @@ class RowResult:
 
     @property
     def model(self) -> str:
-        """The model the runs trained (a cheap budget may stand in a smaller one for the recipe's)."""
-        return self.runs[0].config["model"]["name"] if self.runs else self.recipe_model
+        """The model the runs trained, or will train while none has (a cheap budget may stand in a smaller one
+        for the recipe's)."""
+        return self.runs[0].config["model"]["name"] if self.runs else self.planned_model or self.recipe_model
 
     @property
     def paper_text(self) -> str:
@@ -181,8 +183,15 @@ class ExperimentResults:
 
 def load_results(report_dir: Path) -> ExperimentResults:
     manifest = json.loads((report_dir / MANIFEST_FILE).read_text())
+    substitutes = manifest["plan"].get("substitute", {})
     rows = [RowResult(row["label"], row["group"], row["recipe"], row["recipe_model"], row.get("recipe_length", ""),
                       row.get("recipe_batch_size"), row.get("paper") or {},
-                      [RunRecord.read(report_dir / "runs" / name) for name in row["runs"]])
+                      [RunRecord.read(report_dir / "runs" / name) for name in row["runs"]],
+                      _stand_in(substitutes.get(row["recipe_model"], ())))
             for row in manifest["rows"]]
     return ExperimentResults(manifest, rows)
+
+
+def _stand_in(overrides: list[str]) -> str:
+    """The model a budget's substitute overrides (``model.name=resnet20``, ...) put in a recipe's place, or ""."""
+    return next((value for key, _, value in (o.partition("=") for o in overrides) if key == "model.name"), "")
