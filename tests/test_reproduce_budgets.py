@@ -5,7 +5,7 @@ claim names the length it needs instead of judging a shortened run."""
 import pytest
 
 from resnetlab.reproduce.experiment import get_experiment
-from resnetlab.reproduce.experiments.common import ordered_claim
+from resnetlab.reproduce.experiments.common import close_call, ordered_claim
 from resnetlab.reproduce.experiments.stochastic_depth import CONSTANT, STOCHASTIC, _accuracy_claim
 from resnetlab.reproduce.results import ExperimentResults, RowResult, RunRecord
 from resnetlab.reproduce.runner import resolve_config
@@ -91,6 +91,12 @@ def test_an_ordering_claim_names_the_rows_a_second_seed_could_reorder():
     assert claim.close_rows == ("ResNet-20", "ResNet-32")  # 28.5 -> 25.0 is not close: ResNet-44 keeps one seed
 
 
+def test_a_close_call_is_a_gap_under_2_points_and_the_smallest_gap_is_kept_either_way():
+    assert close_call({"a": 0.0199, "b": 0.0201, "c": 0.005}) == (("a", "c"), 0.005)
+    assert close_call({"b": 0.0201, "d": 0.15}) == ((), 0.0201)  # nothing close: the verdict stands at one seed
+    assert close_call({}) == ((), None)  # every compared row diverged
+
+
 def test_table1_fail_claim_names_the_rows_within_a_close_call_of_the_20_percent_line(tmp_path):
     from resnetlab.reproduce.experiments.identity2016 import FAIL_ERROR, _analyze_shortcuts
 
@@ -108,6 +114,7 @@ def test_table1_fail_claim_names_the_rows_within_a_close_call_of_the_20_percent_
     # The identity is lowest; the two variants within 2 points of it are owed a second seed, with it.
     assert lowest.shown is True and lowest.close_rows[0] == "original (identity)"
     assert set(lowest.close_rows[1:]) == {"constant scaling (0.5, 1)", "exclusive gating, bias 0"}
+    assert lowest.gap == pytest.approx(0.0093)  # exclusive gating, bias 0, the nearest: 19.01 against 18.08%
     # Two rows end under the line, so the claim is not shown; the three within 2 points of it could cross it
     # with a second seed (dropout, 20 points above, could not).
     assert fail.shown is False

@@ -49,6 +49,13 @@ def no_result(rows: list[RowResult | None], key: str) -> str | None:
     return f"(no result from {', '.join(diverged)}: every run diverged)" if diverged else None
 
 
+def close_call(gaps: dict[str, float]) -> tuple[tuple[str, ...], float | None]:
+    """The labels whose gap (a difference of error rates, as a fraction) to the row they are compared with is
+    under `CLOSE_CALL`, where a second seed could reverse the verdict, and the smallest gap (None: no gaps)."""
+    close = tuple(label for label, gap in gaps.items() if gap < CLOSE_CALL)
+    return close, (min(gaps.values()) if gaps else None)
+
+
 def ordered_claim(statement: str, rows: list[RowResult | None], key: str, *, increasing: bool,
                   what: str = "error") -> Claim:
     """Whether ``key`` (median over seeds) strictly increases (or decreases) along ``rows``."""

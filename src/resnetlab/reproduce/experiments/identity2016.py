@@ -7,9 +7,9 @@ from dataclasses import replace
 from pathlib import Path
 
 from resnetlab.reproduce import figures
-from resnetlab.reproduce.budgets import CLOSE_CALL, SMOKE, Plan
+from resnetlab.reproduce.budgets import SMOKE, Plan
 from resnetlab.reproduce.experiment import Analysis, Claim, Experiment, Figure, Row
-from resnetlab.reproduce.experiments.common import budget_notes, median_of, ordered_claim
+from resnetlab.reproduce.experiments.common import budget_notes, close_call, median_of, ordered_claim
 
 PAPER = "He et al. 2016, Identity Mappings in Deep Residual Networks"
 FAIL_ERROR = 0.20  # Table 1 marks a variant "fail" when its test error stays above 20%
@@ -76,10 +76,8 @@ def _lowest_claim(statement: str, best, others, metric: str) -> Claim:
     evidence = (f"Ours: {best.label} {100 * best_value:.2f}%; "
                 + ", ".join(f"{label} {100 * v:.2f}%" for label, v in finished.items())
                 + (f"; diverged: {', '.join(failed)}" if failed else "") + ".")
-    gaps = {label: abs(v - best_value) for label, v in finished.items()}
-    close = tuple(label for label, gap in gaps.items() if gap < CLOSE_CALL)  # rows a second seed could reorder
-    return Claim(statement, shown, evidence, (best.label, *close) if close else (),
-                 min(gaps.values()) if gaps else None)
+    close, smallest = close_call({label: abs(v - best_value) for label, v in finished.items()})
+    return Claim(statement, shown, evidence, (best.label, *close) if close else (), smallest)
 
 
 def _analyze_shortcuts(results, report_dir: Path) -> Analysis:
@@ -97,11 +95,10 @@ def _analyze_shortcuts(results, report_dir: Path) -> Analysis:
                                      + ", ".join(row.label for row in failing if not row.runs) + ")"))
     elif failing:
         shown = all(v is None or v > FAIL_ERROR for v in values.values())
-        gaps = {label: abs(v - FAIL_ERROR) for label, v in values.items() if v is not None}
-        close = tuple(label for label, gap in gaps.items() if gap < CLOSE_CALL)  # a second seed could cross the line
+        close, smallest = close_call({label: abs(v - FAIL_ERROR) for label, v in values.items() if v is not None})
         analysis.claims.append(Claim(statement, shown, "Ours: " + ", ".join(
             f"{label} {'diverged' if v is None else f'{100 * v:.2f}%'}" for label, v in values.items()) + ".",
-            close, min(gaps[label] for label in close) if close else None))
+            close, smallest))
     return analysis
 
 
