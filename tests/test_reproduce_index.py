@@ -11,7 +11,7 @@ import pytest
 
 from resnetlab.errors import UsageError
 from resnetlab.reproduce.experiment import get_experiment
-from resnetlab.reproduce.index import BEGIN, END, write_index
+from resnetlab.reproduce.index import BEGIN, END, stand_ins, write_index
 from resnetlab.reproduce.report import VERDICTS
 from resnetlab.reproduce.runner import reproduce
 
@@ -41,7 +41,7 @@ def test_every_claim_of_every_report_gets_a_line_with_its_verdict_and_numbers(re
         expected += len(claims)
         for claim in claims:
             line = next(x for x in lines if f"({folder}/report.md)" in x and claim["statement"] in x)
-            assert f"**{VERDICTS[claim['shown']]}**" in line and "`smoke`: 2 iterations" in line
+            assert f"**{VERDICTS[claim['shown']]}**" in line and "`smoke`: 2 iterations |" in line  # no stand-in
     assert len(lines) == expected
     assert write_index(results_root).read_text() == text  # written again: the same file, the prose kept once
 
@@ -75,3 +75,12 @@ def test_an_index_of_a_folder_without_reports_is_one_line(tmp_path):
     done = subprocess.run([sys.executable, "-m", "resnetlab", "report", "--index", str(tmp_path)],
                           capture_output=True, text=True, timeout=120, check=False)
     assert done.returncode == 2 and "no report folder in it" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_a_budget_that_trains_smaller_nets_says_which_beside_its_claims():
+    # identity-activations at `cpu`: the claims speak of depth 110, the runs are ResNet-56 (issue 15's stand-ins).
+    rows = [{"model": "resnet56", "recipe_model": "resnet110"}, {"model": "resnet56", "recipe_model": "resnet110"},
+            {"model": "resnet56", "recipe_model": "preact_resnet110"},
+            {"model": "resnet164", "recipe_model": "resnet164"}]
+    assert stand_ins({"rows": rows}) == "; resnet56 stands in for resnet110 and preact_resnet110"
+    assert stand_ins({"rows": [{"model": "resnet20"}]}) == ""  # a report built before the field names none

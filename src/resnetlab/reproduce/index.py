@@ -29,6 +29,17 @@ def _length(manifest: dict) -> str:
     return "the paper's recipe" if iterations is None else f"{iterations:,} iterations"
 
 
+def stand_ins(results: dict) -> str:
+    """The smaller nets a cheap budget trained in the recipes' place, e.g. '; resnet56 stands in for resnet110 and
+    preact_resnet110', so that a claim about depth 110 is read with the depth that ran ("" when none)."""
+    replaced: dict[str, list[str]] = {}
+    for row in results["rows"]:
+        recipe_model = row.get("recipe_model", row["model"])  # reports built before the field: none named
+        if row["model"] != recipe_model and recipe_model not in replaced.setdefault(row["model"], []):
+            replaced[row["model"]].append(recipe_model)
+    return "".join(f"; {model} stands in for {' and '.join(names)}" for model, names in replaced.items() if names)
+
+
 def _status(manifest: dict) -> str:
     """What a reader must know before trusting a line: a report still partial, or one of an older budget."""
     if manifest.get("pending_runs"):
@@ -52,7 +63,7 @@ def claims_table(root: Path) -> list[str]:
         manifest = json.loads((folder / MANIFEST_FILE).read_text())
         results = json.loads((folder / RESULTS_JSON).read_text())
         where = f"[`{folder.name}`]({folder.name}/report.md){_status(manifest)}"
-        budget = f"`{manifest['budget']}`: {_length(manifest)}"
+        budget = f"`{manifest['budget']}`: {_length(manifest)}{stand_ins(results)}"
         runs_per_row = {row["label"]: len(row["runs"]) for row in results["rows"]}
         for claim in results["claims"] or [{"statement": "(no claim checked)", "shown": None, "evidence": ""}]:
             evidence = claim["evidence"].replace("|", "\\|")

@@ -251,7 +251,8 @@ def render_html(blocks: list[tuple], title: str) -> str:
 
 def _results_json(experiment, results: ExperimentResults, analysis: Analysis) -> dict:
     def row_data(row: RowResult) -> dict:
-        data = {"label": row.label, "model": row.model, "paper_error_percent": row.paper_error, "runs": []}
+        data = {"label": row.label, "model": row.model, "recipe_model": row.recipe_model,
+                "paper_error_percent": row.paper_error, "runs": []}
         for key in dict.fromkeys((results.metric, "final_test_error", "final_train_error", "train_seconds")):
             stats = row.stats(key)
             data[key] = {"values": list(stats.values), "median": stats.median, "mean": stats.mean,
