@@ -7,12 +7,14 @@ from dataclasses import replace
 
 import pytest
 
+from resnetlab.config import save_config
 from resnetlab.errors import UsageError
 from resnetlab.reproduce.experiment import get_experiment
 from resnetlab.reproduce.records import adopt_records, run_state
 from resnetlab.reproduce.report import build_report
 from resnetlab.reproduce.results import load_results
 from resnetlab.reproduce.runner import close_call_rows, reproduce
+from resnetlab.reproduce.runs import find_twin, resolve_config, run_name, training_key
 from resnetlab.training.checkpoint import LAST_CHECKPOINT, saved_checkpoints
 
 EXPERIMENT = "stochastic-depth"  # two rows, one run each at smoke
@@ -170,3 +172,72 @@ def test_close_calls_are_read_from_the_reports_claims(tmp_path):
               {"statement": "c", "shown": True, "evidence": "", "close_rows": [], "gap": None}]  # not between errors
     (tmp_path / "results.json").write_text(json.dumps({"claims": claims}))
     assert close_call_rows(tmp_path) == ["ResNet-20", "ResNet-56"]
+
+
+# At smoke, identity-shortcuts' identity row and identity-activations' row (a) are one training: the same
+# ResNet-110 recipe, budget and seed; only the recipes' notes of their paper table differ.
+SHORTCUT_IDENTITY, ACTIVATION_ORIGINAL = "original (identity)", "ResNet-110 (a) original"
+
+
+def _smoke_config(experiment_name: str, label: str, *overrides: str):
+    experiment = get_experiment(experiment_name)
+    row = next(row for row in experiment.rows_for("smoke") if row.label == label)
+    plan = experiment.plans["smoke"]
+    return row, resolve_config(row, "smoke", plan, 0, list(overrides))
+
+
+def _finished_run(folder, experiment_name: str, label: str, *overrides: str):
+    row, config = _smoke_config(experiment_name, label, *overrides)
+    run_dir = folder / run_name(row, "smoke", 0, config)
+    run_dir.mkdir(parents=True)
+    save_config(config, run_dir / "config.yaml")
+    (run_dir / "summary.json").write_text("{}")
+    return run_dir
+
+
+def test_a_twin_is_a_finished_run_of_another_recipe_with_every_setting_but_the_paper_note_the_same(tmp_path):
+    row, config = _smoke_config("identity-activations", ACTIVATION_ORIGINAL)
+    target = tmp_path / "here" / run_name(row, "smoke", 0, config)
+    _, twin_config = _smoke_config("identity-shortcuts", SHORTCUT_IDENTITY)
+    assert twin_config.paper != config.paper and training_key(twin_config) == training_key(config)
+    elsewhere = tmp_path / "elsewhere"
+    assert find_twin(config, target, [elsewhere]) is None
+
+    _finished_run(elsewhere, "identity-shortcuts", SHORTCUT_IDENTITY, "train.lr=0.05")  # trained otherwise
+    _finished_run(elsewhere, "identity-activations", "ResNet-110 (b) BN after addition")  # another net
+    assert find_twin(config, target, [elsewhere]) is None
+    twin = _finished_run(elsewhere, "identity-shortcuts", SHORTCUT_IDENTITY)
+    assert find_twin(config, target, [elsewhere]) == twin
+    assert find_twin(config, target, [elsewhere], needed=("layer_responses.json",)) is None
+    (twin / "summary.json").unlink()
+    assert find_twin(config, target, [elsewhere]) is None  # unfinished
+
+
+def test_a_run_whose_twin_has_finished_is_taken_from_it_and_the_report_names_the_twin(tmp_path):
+    quiet = {"log": lambda m: None, "progress": False}
+    reproduce(get_experiment("identity-shortcuts"), "smoke", out_dir=tmp_path, only_rows=[SHORTCUT_IDENTITY], **quiet)
+    trained = next((tmp_path / "runs").iterdir())
+    messages = []
+    report = reproduce(get_experiment("identity-activations"), "smoke", out_dir=tmp_path,
+                       only_rows=[ACTIVATION_ORIGINAL], log=messages.append, progress=False)
+    assert any(f"its records taken from its twin {trained}" in m for m in messages)
+    manifest = json.loads((report / "experiment.json").read_text())
+    assert manifest["runs_trained"] == 0 and manifest["runs_reused"] == 1 and manifest["pending_runs"] == 9
+    taken = manifest["rows"][0]["runs"][0]
+    assert taken != trained.name and not saved_checkpoints(tmp_path / "runs" / taken / LAST_CHECKPOINT)
+    row = load_results(report).rows[0]
+    assert row.runs[0].summary == json.loads((trained / "summary.json").read_text())
+    results = json.loads((report / "results.json").read_text())
+    assert results["rows"][0]["twin_of"] == {taken: trained.name}
+    assert "twin_of" not in results["rows"][1]
+    assert ("Runs taken from a twin, a finished run of another recipe whose config differs only in its note of "
+            "the paper") in (report / "report.md").read_text()
+    assert f"{ACTIVATION_ORIGINAL}, seed 0: {trained.name}" in (report / "report.md").read_text()
+
+    # The committed records carry the twin note to another machine, which adopts them by name.
+    committed = tmp_path / "committed"
+    shutil.copytree(report, committed / report.name)
+    shutil.rmtree(tmp_path / "runs")
+    again = reproduce(get_experiment("identity-activations"), "smoke", out_dir=tmp_path / "other",
+                      only_rows=[ACTIVATION_ORIGINAL], reuse=[committed], **quiet)
+    assert json.loads((again / "results.json").read_text())["rows"][0]["twin_of"] == {taken: trained.name}

@@ -14,9 +14,10 @@ from resnetlab.training.checkpoint import LAST_CHECKPOINT, saved_checkpoints
 from resnetlab.training.session import SUMMARY_FILE
 
 DIVERGED_FILE = "diverged.json"
+TWIN_FILE = "twin_of.json"  # in a run whose records are a twin's (`adopt_twin`): the run that trained
 # Files of a run folder a report needs (checkpoints and TensorBoard logs stay behind).
 RECORD_FILES = ("config.yaml", "environment.json", "metrics.jsonl", "curve.jsonl", SUMMARY_FILE, DIVERGED_FILE,
-                "layer_responses.json")
+                "layer_responses.json", TWIN_FILE)
 FINISHED = ("done", "diverged")
 
 
@@ -49,6 +50,18 @@ def adopt_records(run_dir: Path, reuse: Sequence[Path], needed: Sequence[str] = 
                 _copy_files(candidate, run_dir)
                 return candidate
     return None
+
+
+def adopt_twin(run_dir: Path, twin: Path) -> str:
+    """Copy the records of ``twin``, a finished run of another recipe that trained what ``run_dir`` would, into
+    ``run_dir``, with a note naming the run that trained them; returns that run's name. The records keep the
+    twin's config, whose note of its paper is the other recipe's."""
+    _copy_files(twin, run_dir)
+    trained_by = twin.name
+    if (twin / TWIN_FILE).is_file():  # a twin's twin: name the run that trained
+        trained_by = json.loads((twin / TWIN_FILE).read_text())["run"]
+    (run_dir / TWIN_FILE).write_text(json.dumps({"run": trained_by}, indent=2) + "\n")
+    return trained_by
 
 
 def _copy_files(source: Path, target: Path) -> None:

@@ -116,6 +116,11 @@ def _setup_lines(results: ExperimentResults) -> list[str]:
     if manifest.get("second_seed_rows"):
         lines.append(f"A second seed is given to {', '.join(manifest['second_seed_rows'])} only: at one seed the sides "
                      "of a claim on them differed by less than 2 points, within what a second seed can reverse.")
+    if twins := [f"{row.label}, seed {run.config['train']['seed']}: {run.extras['twin_of']['run']}"
+                 for row in results.rows for run in row.runs if "twin_of" in run.extras]:
+        lines.append(f"Runs taken from a twin, a finished run of another recipe whose config differs only in its "
+                     f"note of the paper (the same net, data, seed and schedule, so one training serves both): "
+                     f"{'; '.join(twins)}. Their records, config included, are the twin's.")
     segments = [segment for run in finished for segment in training_segments(run.environment)]
     if segments:
         machines = sorted({describe_machine(segment) for segment in segments})
@@ -258,6 +263,8 @@ def _results_json(experiment, results: ExperimentResults, analysis: Analysis) ->
             data[key] = {"values": list(stats.values), "median": stats.median, "mean": stats.mean,
                          "std": stats.std, "diverged": stats.diverged}
         data["runs"] = [run.name for run in row.runs]
+        if twins := {run.name: run.extras["twin_of"]["run"] for run in row.runs if "twin_of" in run.extras}:
+            data["twin_of"] = twins  # run name -> the run of another recipe that trained it
         return data
 
     return {"experiment": experiment.name, "budget": results.manifest["budget"],

@@ -19,20 +19,21 @@ from __future__ import annotations
 
 import json
 import shlex
+import shutil
 import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from resnetlab.config import load_config
+from resnetlab.config import Config, load_config
 from resnetlab.errors import UsageError
 from resnetlab.reproduce.budgets import BUDGET_NAMES, CLOSE_CALL, Plan, data_overrides
 from resnetlab.reproduce.experiment import Experiment, Row
-from resnetlab.reproduce.records import FINISHED, adopt_records, copy_records, run_state
+from resnetlab.reproduce.records import FINISHED, adopt_records, adopt_twin, copy_records, run_state
 from resnetlab.reproduce.report import RESULTS_JSON, build_report
 from resnetlab.reproduce.results import MANIFEST_FILE, ReportFolderError
-from resnetlab.reproduce.runs import ensure_trained, resolve_config, run_name
+from resnetlab.reproduce.runs import ensure_trained, find_twin, resolve_config, run_name
 from resnetlab.training.checkpoint import LAST_CHECKPOINT, saved_checkpoints
 
 __all__ = ["NothingFinished", "close_call_rows", "ensure_trained", "rebuild", "reproduce", "resolve_config",
@@ -137,7 +138,7 @@ class _Sitting:
         for index, row, seed in todo:
             config = resolve_config(row, self.budget, self.plan, seed, self.data_settings)
             run_dir = self.out_dir / "runs" / run_name(row, self.budget, seed, config)
-            if self._take_finished(index, row, seed, run_dir):
+            if self._take_finished(index, row, seed, run_dir, config):
                 continue
             if train_missing and (chosen is None or row.label in chosen):
                 waiting.append((index, row, seed, config, run_dir))
@@ -157,9 +158,10 @@ class _Sitting:
             self._record(index, seed, run_dir, status)
         return held
 
-    def _take_finished(self, index: int, row: Row, seed: int, run_dir: Path) -> bool:
-        """Record the run if it has finished here or its records are adopted from a reused folder."""
-        if run_state(run_dir) not in FINISHED and not self._adopted(run_dir):
+    def _take_finished(self, index: int, row: Row, seed: int, run_dir: Path, config: Config) -> bool:
+        """Record the run if it has finished here, its records are adopted from a reused folder, or a twin of it
+        has finished (here or there)."""
+        if run_state(run_dir) not in FINISHED and not self._adopted(run_dir) and not self._twin_taken(config, run_dir):
             return False
         if run_state(run_dir) == "done" and not self._measurable(run_dir):
             raise UsageError(f"{run_dir} has the records of a finished run but neither a checkpoint nor "
@@ -190,6 +192,23 @@ class _Sitting:
         if source is not None:
             self.log(f"  {run_dir.name}: {run_state(run_dir)}, its records taken from {source}")
         return source is not None
+
+    def _twin_taken(self, config: Config, run_dir: Path) -> bool:
+        """Take the records of a finished twin (`find_twin`) for a run not started here: training it again would
+        repeat the twin's training (on one CPU, bit for bit)."""
+        if run_state(run_dir) != "new":
+            return False  # a run partly trained here resumes
+        folders = [self.out_dir / "runs", *(folder / "runs" for folder in self.reuse),
+                   *(runs for folder in self.reuse for runs in sorted(folder.glob("*/runs")))]
+        twin = find_twin(config, run_dir, folders, self.experiment.measured_files)
+        if twin is None:
+            return False
+        if run_dir.exists():
+            shutil.rmtree(run_dir)  # a start that never reached its first checkpoint
+        trained_by = adopt_twin(run_dir, twin)
+        self.log(f"  {run_dir.name}: {run_state(run_dir)}, its records taken from its twin {twin} (trained as "
+                 f"{trained_by}): a run of another recipe whose config differs only in its note of the paper")
+        return True
 
     def write(self, pending: int = 0) -> Path:
         rows = [{**row, "runs": sorted(row["runs"], key=self.seed_of.get)} for row in self.records]

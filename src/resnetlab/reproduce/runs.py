@@ -1,7 +1,9 @@
 """One run of an experiment's row: the config it uses under a budget, its name, and training it.
 
 A run is named by its recipe, budget, seed and a hash of its resolved config, so two experiments that need the
-same run share it, and a finished or interrupted run is found again by the same command."""
+same run share it, and a finished or interrupted run is found again by the same command. A run of another recipe
+that trained the very same way (a twin: the recipes differ only in their note of the paper) is found by
+`find_twin`, so one training serves both papers' tables."""
 
 from __future__ import annotations
 
@@ -11,7 +13,10 @@ import shutil
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from resnetlab.config import Config, load_config, to_dict
+import yaml
+
+from resnetlab.config import Config, config_from_dict, load_config, to_dict
+from resnetlab.config.schema import ConfigError
 from resnetlab.reproduce.budgets import WARM_START, Plan, shorten_overrides
 from resnetlab.reproduce.experiment import Row
 from resnetlab.reproduce.records import DIVERGED_FILE, FINISHED, run_state
@@ -19,7 +24,7 @@ from resnetlab.training.probes import TrainingCurve
 from resnetlab.training.session import train
 from resnetlab.training.trainer import TrainingDiverged
 
-__all__ = ["ADDED_LATER", "ensure_trained", "resolve_config", "run_name"]
+__all__ = ["ADDED_LATER", "ensure_trained", "find_twin", "resolve_config", "run_name", "training_key"]
 
 
 def resolve_config(row: Row, budget: str, plan: Plan, seed: int, data: Sequence[str]) -> Config:
@@ -52,10 +57,11 @@ ADDED_LATER = (("model.sync_bn", False), ("train.label_smoothing", 0.0), ("model
                ("data.eval_crop", None))
 
 
-def run_name(row: Row, budget: str, seed: int, config: Config) -> str:
+def _settings(config: Config) -> dict:
+    """The settings that name a run: its config without the output place, and without the keys added after runs
+    were named where they sit at their default, so finished runs keep being found (a reproduction never trains
+    with them on)."""
     settings = {key: value for key, value in to_dict(config).items() if key != "run"}
-    # Keys added to the config after runs were named leave the name alone at their default, so finished runs
-    # keep being found (a reproduction never trains with them on).
     for dotted, default in ADDED_LATER:
         *path, key = dotted.split(".")
         section = settings
@@ -66,8 +72,45 @@ def run_name(row: Row, budget: str, seed: int, config: Config) -> str:
     warmup = settings["train"]["schedule"]["warmup"]
     if warmup["kind"] != "error_threshold":  # a floor only that warm-up reads (it changed the runs that have it)
         warmup.pop("min_steps", None)
-    digest = hashlib.sha1(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:8]
-    return f"{Path(row.recipe).stem}-{budget}-s{seed}-{digest}"
+    return settings
+
+
+def _digest(settings: dict) -> str:
+    return hashlib.sha1(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:8]
+
+
+def run_name(row: Row, budget: str, seed: int, config: Config) -> str:
+    return f"{Path(row.recipe).stem}-{budget}-s{seed}-{_digest(_settings(config))}"
+
+
+def training_key(config: Config) -> str:
+    """A digest of what a run trains: every setting of `run_name`'s but the recipe's note of its paper and row.
+    Two recipes of different papers with one key train the same net the same way (twins)."""
+    settings = _settings(config)
+    settings.pop("paper", None)
+    return _digest(settings)
+
+
+def find_twin(config: Config, run_dir: Path, folders: Sequence[Path], needed: Sequence[str] = ()) -> Path | None:
+    """A finished run, named for another recipe, that trained what ``config`` trains (the same `training_key`,
+    so the same budget and seed), from the run folders held in ``folders``; None where there is none. A finished
+    run must also hold ``needed``, the files an experiment measures on trained runs."""
+    stem, budget, seed_part, _ = run_dir.name.rsplit("-", 3)
+    key = training_key(config)
+    for folder in folders:
+        for candidate in sorted(folder.glob(f"*-{budget}-{seed_part}-*")):
+            if candidate.name == run_dir.name or candidate.name.startswith(f"{stem}-"):
+                continue  # this recipe's own runs are found by name
+            state = run_state(candidate)
+            if state not in FINISHED or (state == "done" and not all((candidate / f).is_file() for f in needed)):
+                continue
+            try:
+                twin_config = config_from_dict(yaml.safe_load((candidate / "config.yaml").read_text()))
+            except (OSError, yaml.YAMLError, ConfigError):
+                continue  # records of an older config schema, or none: not comparable
+            if training_key(twin_config) == key:
+                return candidate
+    return None
 
 
 def ensure_trained(config: Config, run_dir: Path, plan: Plan, *, device: str, log: Callable[[str], None],
