@@ -10,7 +10,7 @@ import pytest
 from resnetlab.config import save_config
 from resnetlab.errors import UsageError
 from resnetlab.reproduce.experiment import get_experiment
-from resnetlab.reproduce.records import adopt_records, run_state
+from resnetlab.reproduce.records import adopt_records, adopt_twin, run_state
 from resnetlab.reproduce.report import build_report
 from resnetlab.reproduce.results import load_results
 from resnetlab.reproduce.runner import close_call_rows, reproduce
@@ -179,6 +179,9 @@ def test_close_calls_are_read_from_the_reports_claims(tmp_path):
 SHORTCUT_IDENTITY, ACTIVATION_ORIGINAL = "original (identity)", "ResNet-110 (a) original"
 
 
+SMOKE_PLAN = get_experiment("identity-activations").plans["smoke"]
+
+
 def _smoke_config(experiment_name: str, label: str, *overrides: str):
     experiment = get_experiment(experiment_name)
     row = next(row for row in experiment.rows_for("smoke") if row.label == label)
@@ -186,12 +189,15 @@ def _smoke_config(experiment_name: str, label: str, *overrides: str):
     return row, resolve_config(row, "smoke", plan, 0, list(overrides))
 
 
-def _finished_run(folder, experiment_name: str, label: str, *overrides: str):
+def _finished_run(folder, experiment_name: str, label: str, *overrides: str, curve_every: int = SMOKE_PLAN.curve_every):
+    """The records of a finished smoke run, its curve's first point as the smoke plan records it."""
     row, config = _smoke_config(experiment_name, label, *overrides)
     run_dir = folder / run_name(row, "smoke", 0, config)
     run_dir.mkdir(parents=True)
     save_config(config, run_dir / "config.yaml")
     (run_dir / "summary.json").write_text("{}")
+    point = {"iteration": curve_every, f"{SMOKE_PLAN.eval_split}_error": 0.5}
+    (run_dir / "curve.jsonl").write_text(json.dumps(point) + "\n" + json.dumps({**point, "iteration": 2}) + "\n")
     return run_dir
 
 
@@ -200,44 +206,65 @@ def test_a_twin_is_a_finished_run_of_another_recipe_with_every_setting_but_the_p
     target = tmp_path / "here" / run_name(row, "smoke", 0, config)
     _, twin_config = _smoke_config("identity-shortcuts", SHORTCUT_IDENTITY)
     assert twin_config.paper != config.paper and training_key(twin_config) == training_key(config)
-    elsewhere = tmp_path / "elsewhere"
-    assert find_twin(config, target, [elsewhere]) is None
+    elsewhere, plan = tmp_path / "elsewhere", SMOKE_PLAN
+    assert find_twin(config, target, [elsewhere], plan) is None
 
     _finished_run(elsewhere, "identity-shortcuts", SHORTCUT_IDENTITY, "train.lr=0.05")  # trained otherwise
     _finished_run(elsewhere, "identity-activations", "ResNet-110 (b) BN after addition")  # another net
-    assert find_twin(config, target, [elsewhere]) is None
+    assert find_twin(config, target, [elsewhere], plan) is None
     twin = _finished_run(elsewhere, "identity-shortcuts", SHORTCUT_IDENTITY)
-    assert find_twin(config, target, [elsewhere]) == twin
-    assert find_twin(config, target, [elsewhere], needed=("layer_responses.json",)) is None
+    assert find_twin(config, target, [elsewhere], plan) == twin
+    # Its curve, recorded at another spacing or without the held-out split, is not what this plan records.
+    assert find_twin(config, target, [elsewhere], replace(plan, curve_every=5)) is None
+    assert find_twin(config, target, [elsewhere], replace(plan, eval_split="val")) is None
+    # What an experiment measures must be in the records, or a checkpoint must be there to measure it on.
+    assert find_twin(config, target, [elsewhere], plan, needed=("layer_responses.json",)) is None
+    (twin / LAST_CHECKPOINT).write_bytes(b"checkpoint")
+    assert find_twin(config, target, [elsewhere], plan, needed=("layer_responses.json",)) == twin
     (twin / "summary.json").unlink()
-    assert find_twin(config, target, [elsewhere]) is None  # unfinished
+    assert find_twin(config, target, [elsewhere], plan) is None  # unfinished
+
+
+def test_a_twin_brings_its_checkpoint_and_names_the_run_that_trained_never_the_run_itself(tmp_path):
+    trained = _finished_run(tmp_path, "identity-shortcuts", SHORTCUT_IDENTITY)
+    (trained / LAST_CHECKPOINT).write_bytes(b"checkpoint")
+    taken = tmp_path / "table2_resnet110_original-smoke-s0-00000000"
+    assert adopt_twin(taken, trained) == trained.name
+    assert json.loads((taken / "twin_of.json").read_text()) == {"run": trained.name}
+    assert (taken / LAST_CHECKPOINT).read_bytes() == b"checkpoint"
+    twice = tmp_path / "table3_cifar10_resnet110_original-smoke-s0-00000000"
+    assert adopt_twin(twice, taken) == trained.name  # a twin's twin: the run that trained
+    shutil.rmtree(trained)  # removed to train again, then its records are found in the run that took them
+    assert adopt_twin(trained, taken) == trained.name
+    assert run_state(trained) == "done" and not (trained / "twin_of.json").exists()
 
 
 def test_a_run_whose_twin_has_finished_is_taken_from_it_and_the_report_names_the_twin(tmp_path):
     quiet = {"log": lambda m: None, "progress": False}
-    reproduce(get_experiment("identity-shortcuts"), "smoke", out_dir=tmp_path, only_rows=[SHORTCUT_IDENTITY], **quiet)
-    trained = next((tmp_path / "runs").iterdir())
+    here, there, committed = tmp_path / "here", tmp_path / "there", tmp_path / "committed"
+    shortcuts = reproduce(get_experiment("identity-shortcuts"), "smoke", out_dir=here, only_rows=[SHORTCUT_IDENTITY],
+                          **quiet)
+    trained = next((here / "runs").iterdir())
     messages = []
-    report = reproduce(get_experiment("identity-activations"), "smoke", out_dir=tmp_path,
+    report = reproduce(get_experiment("identity-activations"), "smoke", out_dir=here,
                        only_rows=[ACTIVATION_ORIGINAL], log=messages.append, progress=False)
     assert any(f"its records taken from its twin {trained}" in m for m in messages)
     manifest = json.loads((report / "experiment.json").read_text())
     assert manifest["runs_trained"] == 0 and manifest["runs_reused"] == 1 and manifest["pending_runs"] == 9
     taken = manifest["rows"][0]["runs"][0]
-    assert taken != trained.name and not saved_checkpoints(tmp_path / "runs" / taken / LAST_CHECKPOINT)
+    assert taken != trained.name and saved_checkpoints(here / "runs" / taken / LAST_CHECKPOINT)  # measurable
     row = load_results(report).rows[0]
     assert row.runs[0].summary == json.loads((trained / "summary.json").read_text())
     results = json.loads((report / "results.json").read_text())
     assert results["rows"][0]["twin_of"] == {taken: trained.name}
-    assert "twin_of" not in results["rows"][1]
+    assert "twin_of" not in load_results(shortcuts).rows[0].runs[0].extras  # the run that trained has no note
     assert ("Runs taken from a twin, a finished run of another recipe whose config differs only in its note of "
             "the paper") in (report / "report.md").read_text()
     assert f"{ACTIVATION_ORIGINAL}, seed 0: {trained.name}" in (report / "report.md").read_text()
 
-    # The committed records carry the twin note to another machine, which adopts them by name.
-    committed = tmp_path / "committed"
-    shutil.copytree(report, committed / report.name)
-    shutil.rmtree(tmp_path / "runs")
-    again = reproduce(get_experiment("identity-activations"), "smoke", out_dir=tmp_path / "other",
-                      only_rows=[ACTIVATION_ORIGINAL], reuse=[committed], **quiet)
-    assert json.loads((again / "results.json").read_text())["rows"][0]["twin_of"] == {taken: trained.name}
+    # Another machine finds the twin in the committed report of the experiment that trained it (records only).
+    shutil.copytree(shortcuts, committed / shortcuts.name)
+    elsewhere = reproduce(get_experiment("identity-activations"), "smoke", out_dir=there,
+                          only_rows=[ACTIVATION_ORIGINAL], reuse=[committed], **quiet)
+    assert json.loads((elsewhere / "results.json").read_text())["rows"][0]["twin_of"] == {taken: trained.name}
+    assert not saved_checkpoints(there / "runs" / taken / LAST_CHECKPOINT)

@@ -54,13 +54,19 @@ def adopt_records(run_dir: Path, reuse: Sequence[Path], needed: Sequence[str] = 
 
 def adopt_twin(run_dir: Path, twin: Path) -> str:
     """Copy the records of ``twin``, a finished run of another recipe that trained what ``run_dir`` would, into
-    ``run_dir``, with a note naming the run that trained them; returns that run's name. The records keep the
-    twin's config, whose note of its paper is the other recipe's."""
+    ``run_dir``, with its checkpoints (for what an experiment measures on them) and a note naming the run that
+    trained; returns that run's name. The records keep the twin's config, whose note of its paper is the other
+    recipe's."""
     _copy_files(twin, run_dir)
+    for checkpoint in saved_checkpoints(twin / LAST_CHECKPOINT):
+        shutil.copy2(checkpoint, run_dir / checkpoint.name)
     trained_by = twin.name
     if (twin / TWIN_FILE).is_file():  # a twin's twin: name the run that trained
         trained_by = json.loads((twin / TWIN_FILE).read_text())["run"]
-    (run_dir / TWIN_FILE).write_text(json.dumps({"run": trained_by}, indent=2) + "\n")
+    if trained_by == run_dir.name:  # the twin was taken from this very run: these are its own records
+        (run_dir / TWIN_FILE).unlink()
+    else:
+        (run_dir / TWIN_FILE).write_text(json.dumps({"run": trained_by}, indent=2) + "\n")
     return trained_by
 
 

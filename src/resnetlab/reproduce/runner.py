@@ -200,14 +200,18 @@ class _Sitting:
             return False  # a run partly trained here resumes
         folders = [self.out_dir / "runs", *(folder / "runs" for folder in self.reuse),
                    *(runs for folder in self.reuse for runs in sorted(folder.glob("*/runs")))]
-        twin = find_twin(config, run_dir, folders, self.experiment.measured_files)
+        twin = find_twin(config, run_dir, folders, self.plan, self.experiment.measured_files)
         if twin is None:
             return False
         if run_dir.exists():
             shutil.rmtree(run_dir)  # a start that never reached its first checkpoint
         trained_by = adopt_twin(run_dir, twin)
-        self.log(f"  {run_dir.name}: {run_state(run_dir)}, its records taken from its twin {twin} (trained as "
-                 f"{trained_by}): a run of another recipe whose config differs only in its note of the paper")
+        if trained_by == run_dir.name:
+            self.log(f"  {run_dir.name}: {run_state(run_dir)}, its own records taken back from {twin}, a run "
+                     "that had taken them as its twin")
+        else:
+            self.log(f"  {run_dir.name}: {run_state(run_dir)}, its records taken from its twin {twin} (trained "
+                     f"as {trained_by}): a run of another recipe whose config differs only in its note of the paper")
         return True
 
     def write(self, pending: int = 0) -> Path:

@@ -20,7 +20,8 @@ from resnetlab.config.schema import ConfigError
 from resnetlab.reproduce.budgets import WARM_START, Plan, shorten_overrides
 from resnetlab.reproduce.experiment import Row
 from resnetlab.reproduce.records import DIVERGED_FILE, FINISHED, run_state
-from resnetlab.training.probes import TrainingCurve
+from resnetlab.training.checkpoint import LAST_CHECKPOINT, saved_checkpoints
+from resnetlab.training.probes import CURVE_FILE, TrainingCurve
 from resnetlab.training.session import train
 from resnetlab.training.trainer import TrainingDiverged
 
@@ -91,26 +92,50 @@ def training_key(config: Config) -> str:
     return _digest(settings)
 
 
-def find_twin(config: Config, run_dir: Path, folders: Sequence[Path], needed: Sequence[str] = ()) -> Path | None:
+def find_twin(config: Config, run_dir: Path, folders: Sequence[Path], plan: Plan,
+              needed: Sequence[str] = ()) -> Path | None:
     """A finished run, named for another recipe, that trained what ``config`` trains (the same `training_key`,
-    so the same budget and seed), from the run folders held in ``folders``; None where there is none. A finished
-    run must also hold ``needed``, the files an experiment measures on trained runs."""
+    so the same budget and seed), from the run folders held in ``folders``; None where there is none. A twin
+    must have recorded its training curve as ``plan`` records it, and hold ``needed``, the files an experiment
+    measures on trained runs, or a checkpoint to measure them on."""
     stem, budget, seed_part, _ = run_dir.name.rsplit("-", 3)
     key = training_key(config)
     for folder in folders:
         for candidate in sorted(folder.glob(f"*-{budget}-{seed_part}-*")):
-            if candidate.name == run_dir.name or candidate.name.startswith(f"{stem}-"):
+            if candidate.name.rsplit("-", 3)[0] == stem:
                 continue  # this recipe's own runs are found by name
-            state = run_state(candidate)
-            if state not in FINISHED or (state == "done" and not all((candidate / f).is_file() for f in needed)):
-                continue
-            try:
-                twin_config = config_from_dict(yaml.safe_load((candidate / "config.yaml").read_text()))
-            except (OSError, yaml.YAMLError, ConfigError):
-                continue  # records of an older config schema, or none: not comparable
-            if training_key(twin_config) == key:
+            if _serves(candidate, plan, needed) and _training_key_of(candidate) == key:
                 return candidate
     return None
+
+
+def _serves(candidate: Path, plan: Plan, needed: Sequence[str]) -> bool:
+    state = run_state(candidate)
+    if state not in FINISHED:
+        return False
+    measurable = (state == "diverged" or all((candidate / file).is_file() for file in needed)
+                  or bool(saved_checkpoints(candidate / LAST_CHECKPOINT)))
+    return measurable and _curve_recorded_as(candidate, plan)
+
+
+def _curve_recorded_as(run_dir: Path, plan: Plan) -> bool:
+    """Whether the run's training curve has ``plan``'s spacing and held-out split, read from its points (the
+    records do not say how many images a point evaluated). A run that diverged before its first point has
+    none to compare."""
+    path = run_dir / CURVE_FILE
+    points = [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.is_file() else []
+    if not points:
+        return run_state(run_dir) == "diverged"
+    first = points[0]
+    spaced = first["iteration"] == plan.curve_every or len(points) == 1  # a run shorter than one spacing
+    return spaced and (f"{plan.eval_split}_error" in first) == bool(plan.eval_images)
+
+
+def _training_key_of(run_dir: Path) -> str | None:
+    try:
+        return training_key(config_from_dict(yaml.safe_load((run_dir / "config.yaml").read_text())))
+    except (OSError, yaml.YAMLError, ConfigError):
+        return None  # records of an older config schema, or none: not comparable
 
 
 def ensure_trained(config: Config, run_dir: Path, plan: Plan, *, device: str, log: Callable[[str], None],
