@@ -6,6 +6,7 @@ import sys
 
 import pytest
 import torch
+import yaml
 
 import resnetlab.training.precision as precision_module
 from resnetlab.config import load_config
@@ -13,9 +14,10 @@ from resnetlab.models import cifar_resnet
 from resnetlab.training.checkpoint import load_checkpoint
 from resnetlab.training.environment import bf16_units
 from resnetlab.training.performance import prepare_forward
-from resnetlab.training.precision import resolve_precision
+from resnetlab.training.precision import PRECISION_OPTION, resolve_precision
 from resnetlab.training.session import train
 from resnetlab.training.step import TrainStep
+from resnetlab.training.trainer import TrainingInterrupted
 
 # bf16 keeps 8 bits of mantissa: one forward pass of a small net agrees with float32 to about 1% of the logits'
 # scale, and one step's loss to well within that.
@@ -62,6 +64,8 @@ def test_auto_picks_bf16_on_a_cpu_with_amx(with_amx):
 
 def test_a_setting_other_than_auto_is_kept_whatever_the_cpu(without_amx):
     assert resolve_precision("bf16").precision == "bf16" and resolve_precision("fp32").precision == "fp32"
+    assert resolve_precision("fp32").describe() == "precision fp32 (train.precision)"
+    assert resolve_precision("bf16", source=PRECISION_OPTION).describe() == "precision bf16 (set with --precision)"
     with pytest.raises(ValueError, match="precision must be one of"):
         resolve_precision("fp16")
 
@@ -125,3 +129,31 @@ def test_a_run_names_records_and_checkpoints_its_precision(tmp_path, with_amx):
     environment = json.loads((tmp_path / "auto" / "environment.json").read_text())
     assert environment["precision"] == {"precision": "bf16", "setting": "auto", "reason": "the CPU has AMX-BF16 units"}
     assert load_checkpoint(tmp_path / "auto" / "last.pt")["precision"]["precision"] == "bf16"
+
+
+def test_a_precision_given_for_one_call_trains_in_it_while_the_saved_config_keeps_its_setting(tmp_path, with_amx):
+    """`reproduce --precision`: fp32 where auto would be bf16, said in the records with the reason; the saved
+    config (which names a reproduction's run) keeps auto, so a resume without the option goes back to it."""
+    lines = []
+    config = load_config(None, ["data.synthetic_train_size=48", "data.synthetic_test_size=16",
+                                "data.validation_size=16", "train.batch_size=16", "train.iterations=3",
+                                f"run.out_dir={tmp_path}", "run.name=forced"])
+    run_dir = tmp_path / "forced"
+    forced = {"precision": "fp32", "setting": "fp32", "reason": PRECISION_OPTION}
+    with pytest.raises(TrainingInterrupted):
+        train(config, log=lines.append, precision="fp32", stop_at_iteration=1)
+    assert lines[0].endswith(f"precision fp32 ({PRECISION_OPTION})")
+    assert yaml.safe_load((run_dir / "config.yaml").read_text())["train"]["precision"] == "auto"
+    assert json.loads((run_dir / "environment.json").read_text())["precision"] == forced
+    assert load_checkpoint(run_dir / "last.pt")["precision"] == forced
+
+    with pytest.raises(TrainingInterrupted):  # resumed with the option: the same arithmetic, no note
+        train(resume=run_dir, log=lines.append, precision="fp32", stop_at_iteration=2)
+    assert load_checkpoint(run_dir / "last.pt")["precision"] == forced
+    lines.clear()
+    train(resume=run_dir, log=lines.append)  # without it: the config's auto, bf16 on this CPU
+    assert any("trained in fp32 so far and continues in bf16" in line for line in lines)
+    resumed = json.loads((run_dir / "environment.json").read_text())["resumed"]
+    assert [segment["precision"] for segment in resumed] == [
+        forced, {"precision": "bf16", "setting": "auto", "reason": "the CPU has AMX-BF16 units"}]
+    assert load_checkpoint(run_dir / "last.pt")["precision"]["precision"] == "bf16"

@@ -411,6 +411,8 @@ def test_cli_lists_experiments_and_refuses_bad_input_in_one_line(tmp_path, monke
                            (("reproduce", "batchnorm", "--budget", "cpu", "--data", str(tmp_path / "nope")),
                             "does not exist"),
                            (("reproduce", "batchnorm", "--no-train"), "--no-train: no run of batchnorm"),
+                           (("reproduce", "batchnorm", "--no-train", "--precision", "fp32"),
+                            "--no-train trains none"),
                            (("report", str(tmp_path)), "not a report folder")):
         code, stderr = run_in_process(*args, capsys=capsys)
         lines = stderr.strip().splitlines()
@@ -418,6 +420,21 @@ def test_cli_lists_experiments_and_refuses_bad_input_in_one_line(tmp_path, monke
     code, stderr = run_in_process("reproduce", "all", "--no-train", capsys=capsys)  # each skipped, then one line
     *skipped, last = stderr.strip().splitlines()
     assert code == 2 and len(skipped) == len(EXPERIMENTS) and "no run of any experiment" in last, stderr
+
+
+def test_cli_precision_reaches_the_runner(tmp_path, monkeypatch, capsys):
+    import resnetlab.reproduce.runner as runner
+
+    given = {}
+
+    def record(experiment, budget, **options):
+        given.update(options)
+        return tmp_path
+
+    monkeypatch.setattr(runner, "reproduce", record)
+    assert run_in_process("reproduce", "batchnorm", "--precision", "fp32", capsys=capsys)[0] == 0
+    assert given["precision"] == "fp32"
+    assert run_in_process("reproduce", "batchnorm", capsys=capsys)[0] == 0 and given["precision"] is None
 
 
 def test_failing_rows_of_table1_are_marked_in_the_recipes():

@@ -9,6 +9,7 @@ import pytest
 
 from resnetlab.config import save_config
 from resnetlab.errors import UsageError
+from resnetlab.reproduce.budgets import data_overrides
 from resnetlab.reproduce.experiment import get_experiment
 from resnetlab.reproduce.records import adopt_records, adopt_twin, run_state
 from resnetlab.reproduce.report import build_report
@@ -16,6 +17,7 @@ from resnetlab.reproduce.results import load_results
 from resnetlab.reproduce.runner import close_call_rows, reproduce
 from resnetlab.reproduce.runs import find_twin, resolve_config, run_name, training_key
 from resnetlab.training.checkpoint import LAST_CHECKPOINT, saved_checkpoints
+from resnetlab.training.precision import PRECISION_OPTION
 
 EXPERIMENT = "stochastic-depth"  # two rows, one run each at smoke
 
@@ -109,6 +111,18 @@ def test_finished_runs_are_taken_before_any_trains_and_no_train_reports_them_alo
         reproduce(experiment, "smoke", out_dir=second, reuse=[committed], log=stop_when_training_starts,
                   progress=False)
     assert json.loads((report / "experiment.json").read_text())["rows"] == manifest["rows"]
+
+
+def test_precision_trains_a_sittings_runs_in_it_under_the_names_they_have_without_it(tmp_path):
+    experiment = get_experiment(EXPERIMENT)
+    report = reproduce(experiment, "smoke", out_dir=tmp_path, precision="fp32", log=lambda m: None, progress=False)
+    plan, data = experiment.plans["smoke"], data_overrides(None, "smoke")
+    names = [run_name(row, "smoke", 0, resolve_config(row, "smoke", plan, 0, data)) for row in experiment.rows]
+    assert sorted(path.name for path in (tmp_path / "runs").iterdir()) == sorted(names)
+    for name in names:
+        environment = json.loads((tmp_path / "runs" / name / "environment.json").read_text())
+        assert environment["precision"] == {"precision": "fp32", "setting": "fp32", "reason": PRECISION_OPTION}
+    assert "Arithmetic: precision fp32 (set with --precision)." in (report / "report.md").read_text()
 
 
 def test_records_are_adopted_only_when_they_hold_what_the_experiment_measures(tmp_path):

@@ -85,10 +85,10 @@ def _bench_inference(args: argparse.Namespace, spec) -> int:
     from resnetlab.bench.inference import format_table, measure_inference
     from resnetlab.bench.measure import matmul_gflops
     from resnetlab.models.complexity import build_on_meta, count_multiply_adds
-    from resnetlab.training.precision import resolve_precision
+    from resnetlab.training.precision import PRECISION_OPTION, resolve_precision
 
     size = args.image_size or spec.input_size
-    precision = resolve_precision(args.precision or "auto")
+    precision = resolve_precision(args.precision or "auto", source=PRECISION_OPTION)
     ours = ("folded_channels_last" if args.channels_last else "folded") + ("_compiled" if args.compile else "")
     if not args.channels_last and (args.compile or precision.precision == "bf16"):
         raise UsageError("--compile and bf16 inference are measured with channels_last; drop --no-channels-last "

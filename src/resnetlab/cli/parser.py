@@ -111,6 +111,11 @@ def build_parser() -> argparse.ArgumentParser:
                            help="train nothing: write the report from the runs finished here or in --reuse folders, "
                                 "counting the others as still to train")
     reproduce.add_argument("--device", default="cpu")
+    reproduce.add_argument("--precision", choices=("fp32", "bf16"), default=None,
+                           help="train the runs trained here in this arithmetic instead of each recipe's "
+                                "train.precision (auto: bf16 where the CPU has bf16 units), e.g. to keep an "
+                                "experiment begun on another machine in one precision; run names stay the same, "
+                                "runs finished before keep theirs, and each report names every run's")
     reproduce.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None)
     reproduce.set_defaults(handler=cmd_reproduce)
     report = sub.add_parser("report", help="rebuild a reproduction's report from its run records")

@@ -23,6 +23,9 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
     names = [e.name for e in list_experiments()] if args.experiment == "all" else [args.experiment]
     if args.rows and len(names) > 1:
         raise UsageError("--rows names rows of one experiment; give the experiment instead of 'all'")
+    if args.precision and args.no_train:
+        raise UsageError("--precision sets the arithmetic of the runs trained here, and --no-train trains none; "
+                         "drop one of the two")
     from resnetlab.training.trainer import TrainingInterrupted
 
     skipped: list[str] = []  # with --no-train: experiments that have no finished run
@@ -31,7 +34,8 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
         try:
             report_dir = reproduce(experiment, args.budget, seeds=args.seeds, data=args.data, out_dir=args.out,
                                    device=args.device, progress=args.progress, command=command_line(),
-                                   only_rows=args.rows, reuse=args.reuse, train_missing=not args.no_train)
+                                   only_rows=args.rows, reuse=args.reuse, train_missing=not args.no_train,
+                                   precision=args.precision)
         except NothingFinished:
             if len(names) == 1:
                 raise

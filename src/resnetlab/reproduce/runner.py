@@ -48,11 +48,12 @@ def reproduce(experiment: Experiment, budget: str, *, seeds: int | None = None, 
               out_dir: str | Path = "runs/reproduce", device: str = "cpu", log: Callable[[str], None] = print,
               progress: bool | None = None, command: str | None = None,
               only_rows: Sequence[str] | None = None, reuse: Sequence[str | Path] = (),
-              train_missing: bool = True) -> Path:
+              train_missing: bool = True, precision: str | None = None) -> Path:
     """Run every row of ``experiment`` at ``budget`` (or only the rows labelled ``only_rows``) and write its
     report; returns the report folder. Finished runs recorded in the report folders ``reuse`` are not trained
     again. The report covers every row: the runs not trained here (all of them with ``train_missing`` False,
-    `--no-train`) count as still to train, and second seeds for close calls wait until every row has its first."""
+    `--no-train`) count as still to train, and second seeds for close calls wait until every row has its first.
+    ``precision`` (fp32 or bf16) trains here in place of each recipe's ``train.precision``, keeping run names."""
     if budget not in BUDGET_NAMES:
         raise UsageError(f"unknown budget {budget!r}; choose one of {', '.join(BUDGET_NAMES)}")
     plan = experiment.plans[budget]
@@ -82,7 +83,7 @@ def reproduce(experiment: Experiment, budget: str, *, seeds: int | None = None, 
         "rows": [],
     }
     sitting = _Sitting(experiment, budget, plan, out_dir, report_dir, reuse, data_settings, device, log, progress,
-                       manifest, [_row_record(row, []) for row in rows])
+                       manifest, [_row_record(row, []) for row in rows], precision)
     left = sitting.train([(index, row, seed) for index, row in enumerate(rows) for seed in range(seeds)],
                          train_missing, chosen)
     if not any(record["runs"] for record in sitting.records):  # only with --no-train: each run trains otherwise
@@ -124,6 +125,7 @@ class _Sitting:
     progress: bool | None
     manifest: dict
     records: list[dict]  # the manifest's rows, each with the runs finished so far
+    precision: str | None  # --precision: the arithmetic of the runs trained here (None: each config's)
     started: float = field(default_factory=time.time)
     seed_of: dict[str, int] = field(default_factory=dict)  # run name -> seed, to list each row's runs in seed order
     reused: int = 0  # runs taken finished in this sitting (the others of the manifest trained in it)
@@ -154,7 +156,7 @@ class _Sitting:
             self.log(f"[{self.experiment.name} {index + 1}/{len(self.records)}] {row.label}, seed {seed}: "
                      f"{config.model.name}, {length}")
             status = ensure_trained(config, run_dir, self.plan, device=self.device, log=self.log,
-                                    progress=self.progress)
+                                    progress=self.progress, precision=self.precision)
             self._record(index, seed, run_dir, status)
         return held
 

@@ -139,8 +139,9 @@ def _training_key_of(run_dir: Path) -> str | None:
 
 
 def ensure_trained(config: Config, run_dir: Path, plan: Plan, *, device: str, log: Callable[[str], None],
-                   progress: bool | None) -> str:
-    """Train, resume or reuse the run in ``run_dir``; returns how it ended (done or diverged)."""
+                   progress: bool | None, precision: str | None = None) -> str:
+    """Train, resume or reuse the run in ``run_dir``; returns how it ended (done or diverged). ``precision``
+    (`reproduce --precision`) replaces the config's ``train.precision`` for the training done here."""
     state = run_state(run_dir)
     if state in FINISHED:
         log(f"  {run_dir.name}: {state}, reused")
@@ -150,9 +151,10 @@ def ensure_trained(config: Config, run_dir: Path, plan: Plan, *, device: str, lo
     probes = [TrainingCurve(plan.curve_every, plan.eval_images, plan.eval_split)]
     try:
         if state == "partial":
-            train(resume=run_dir, device=device, progress=progress, log=log, probes=probes)
+            train(resume=run_dir, device=device, progress=progress, log=log, probes=probes, precision=precision)
         else:
-            train(config, run_dir=run_dir, device=device, progress=progress, log=log, probes=probes)
+            train(config, run_dir=run_dir, device=device, progress=progress, log=log, probes=probes,
+                  precision=precision)
     except TrainingDiverged as error:
         (run_dir / DIVERGED_FILE).write_text(json.dumps({"error": str(error)}, indent=2) + "\n")
         log(f"  {run_dir.name}: diverged ({error})")

@@ -18,6 +18,11 @@ from pathlib import Path
 import torch
 
 PRECISIONS = ("auto", "fp32", "bf16")
+FROM_CONFIG = "set in the config"  # the reason of a precision the config fixed (not auto, not overridden)
+# ... and of one that `resnetlab reproduce --precision` set for a sitting: the runs keep their names and saved
+# configs (a run resumed elsewhere without the option goes back to its config's setting), so each stretch's
+# records say which it was.
+PRECISION_OPTION = "set with --precision"
 
 
 @dataclass(frozen=True)
@@ -25,11 +30,12 @@ class PrecisionChoice:
     """What a run trains in, and why."""
 
     precision: str  # fp32 | bf16: what the run uses
-    setting: str  # auto | fp32 | bf16: what the config asked for
+    setting: str  # auto | fp32 | bf16: what the config asked for, or `--precision` in its place
     reason: str  # why, in a few words (the device's bf16 units)
 
     def describe(self) -> str:
-        how = f"auto: {self.reason}" if self.setting == "auto" else "train.precision"
+        how = (f"auto: {self.reason}" if self.setting == "auto"
+               else "train.precision" if self.reason == FROM_CONFIG else self.reason)
         return f"precision {self.precision} ({how})"
 
     def to_dict(self) -> dict:
@@ -65,11 +71,12 @@ def fast_bf16(device: torch.device) -> tuple[bool, str]:
     return False, f"no bf16 speed rule for {device.type} devices"
 
 
-def resolve_precision(setting: str, device: str | torch.device = "cpu") -> PrecisionChoice:
-    """``train.precision`` for ``device``: ``auto`` becomes bf16 where it is fast (`fast_bf16`), else fp32."""
+def resolve_precision(setting: str, device: str | torch.device = "cpu", source: str = FROM_CONFIG) -> PrecisionChoice:
+    """``train.precision`` for ``device``: ``auto`` becomes bf16 where it is fast (`fast_bf16`), else fp32;
+    ``source`` says where a fixed setting came from (the config, or an option that overrides it)."""
     if setting not in PRECISIONS:
         raise ValueError(f"precision must be one of {PRECISIONS}, got {setting!r}")
     if setting != "auto":
-        return PrecisionChoice(setting, setting, "set in the config")
+        return PrecisionChoice(setting, setting, source)
     fast, reason = fast_bf16(torch.device(device))
     return PrecisionChoice("bf16" if fast else "fp32", "auto", reason)

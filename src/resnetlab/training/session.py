@@ -78,13 +78,13 @@ class Session:
     # ---- start or resume -----------------------------------------------------------------------------------
     @classmethod
     def start(cls, config: Config, run_dir: str | Path | None, device: str, log: Callable[[str], None],
-              distributed: Distributed) -> Session:
+              distributed: Distributed, precision: str | None = None) -> Session:
         """A new run: rank 0 names and creates the folder (its name may hold a timestamp), the others take it."""
         folder = new_run_dir(config, run_dir) if distributed.is_main else None
         folder = Path(distributed.broadcast(str(folder) if folder is not None else None))
         if distributed.is_main:
             save_config(config, folder / "config.yaml")
-        run = build_run(config, device, log, distributed)
+        run = build_run(config, device, log, distributed, precision=precision)
         if distributed.is_main:
             record_environment(folder, config.train.seed, run.precision.to_dict(), distributed.world_size)
         sizes = run.data.split_sizes
@@ -94,7 +94,8 @@ class Session:
         return cls(run, folder, log, resumed_at=None)
 
     @classmethod
-    def resume(cls, path: str | Path, device: str, log: Callable[[str], None], distributed: Distributed) -> Session:
+    def resume(cls, path: str | Path, device: str, log: Callable[[str], None], distributed: Distributed,
+               precision: str | None = None) -> Session:
         """The run of a folder (or checkpoint file), rebuilt from its saved config, at its checkpoint's position."""
         path = Path(path)
         checkpoint, _ = load_newest_readable(path / LAST_CHECKPOINT if path.is_dir() else path, log)
@@ -103,7 +104,7 @@ class Session:
             for unfinished in folder.glob(f".{LAST_CHECKPOINT}.tmp*"):
                 unfinished.unlink()
         run = build_run(config_from_dict(checkpoint["config"]), device, log, distributed,
-                        resuming=Normalizer.from_state_dict(checkpoint["normalizer"]))
+                        resuming=Normalizer.from_state_dict(checkpoint["normalizer"]), precision=precision)
         restore(run, checkpoint)
         saved_world = int(checkpoint.get("world_size", 1))
         if saved_world != distributed.world_size:
@@ -249,12 +250,13 @@ class Session:
 def train(config: Config | None = None, *, resume: str | Path | None = None, device: str = "cpu",
           progress: bool | None = None, stop_at_iteration: int | None = None, log=print,
           run_dir: str | Path | None = None, probes: Sequence[Probe] = (),
-          distributed: Distributed = SINGLE) -> dict:
+          distributed: Distributed = SINGLE, precision: str | None = None) -> dict:
     """Train a new run from ``config``, or continue the run folder ``resume``; returns the summary.
 
     ``run_dir`` names the new run's folder (default: from ``config.run``); ``probes`` measure during training
     (`resnetlab.training.probes`, single process only); ``distributed``: this process's rank under torchrun
-    (`resnetlab.training.distributed.init_distributed`).
+    (`resnetlab.training.distributed.init_distributed`); ``precision``: fp32 or bf16 in place of the config's
+    ``train.precision`` for this call only (the saved config keeps its setting).
 
     Raises `TrainingInterrupted` after writing a checkpoint at the exact position (SIGINT/SIGTERM or
     ``stop_at_iteration``), and `TrainingDiverged` on a NaN/inf loss (the last checkpoint stays as it was).
@@ -264,9 +266,9 @@ def train(config: Config | None = None, *, resume: str | Path | None = None, dev
     if probes and distributed.enabled:
         raise ValueError("probes measure a single-process run; run the reproduction without torchrun")
     if resume is not None:
-        session = Session.resume(resume, device, log, distributed)
+        session = Session.resume(resume, device, log, distributed, precision)
     else:
-        session = Session.start(config or Config(), run_dir, device, log, distributed)
+        session = Session.start(config or Config(), run_dir, device, log, distributed, precision)
     try:
         session.open(probes, progress)
         with StopFlag() as stop:

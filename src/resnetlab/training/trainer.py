@@ -28,7 +28,7 @@ from resnetlab.training.checkpoint import capture_rng_state, restore_rng_state
 from resnetlab.training.distributed import SINGLE, Distributed, check_global_batch, wrap_for_training
 from resnetlab.training.finetune import freeze, frozen_modules
 from resnetlab.training.performance import memory_format, prepare_forward, should_compile, tune_allocator
-from resnetlab.training.precision import PrecisionChoice, resolve_precision
+from resnetlab.training.precision import PRECISION_OPTION, PrecisionChoice, resolve_precision
 from resnetlab.training.step import TrainStep, make_optimizer
 from resnetlab.training.warmup import ErrorThresholdWarmup, make_error_warmup
 
@@ -106,11 +106,13 @@ def make_schedule(config: Config, iterations_per_epoch: int, total_iterations: i
 
 
 def build_run(config: Config, device: str | torch.device = "cpu", log: Callable[[str], None] = print,
-              distributed: Distributed = SINGLE, resuming: Normalizer | None = None) -> Run:
+              distributed: Distributed = SINGLE, resuming: Normalizer | None = None,
+              precision: str | None = None) -> Run:
     """Data, model, optimizer, schedule and training step of a config; under torchrun (``distributed``) this
     rank's shard of the data and the model wrapped in DistributedDataParallel (with BN over the global batch if
     ``model.sync_bn``). A new run starts from ``model.weights`` when set; ``resuming``: the checkpoint's
-    normalizer (its weights come from the checkpoint, so ``model.weights`` is not read again)."""
+    normalizer (its weights come from the checkpoint, so ``model.weights`` is not read again); ``precision``:
+    the arithmetic of this process in place of ``train.precision`` (`PRECISION_OPTION`)."""
     seed_everything(config.train.seed, config.train.deterministic)  # the same on every rank: the same init
     if config.train.tune_allocator:
         tune_allocator()
@@ -143,10 +145,11 @@ def build_run(config: Config, device: str | torch.device = "cpu", log: Callable[
                               compile=should_compile(config.train.compile, total, model), log=log)
     optimizer = make_optimizer(model, config.train)
     schedule = make_schedule(config, data.train.num_batches, total)
-    precision = resolve_precision(config.train.precision, device)
+    chosen = (resolve_precision(config.train.precision, device) if precision is None
+              else resolve_precision(precision, device, source=PRECISION_OPTION))
     step = TrainStep(forward, optimizer, memory_format(config.train.channels_last), device.type,
-                     precision.precision, gates, config.train.seed, config.train.label_smoothing)
-    return Run(config, data, model, optimizer, schedule, total, device, step, precision,
+                     chosen.precision, gates, config.train.seed, config.train.label_smoothing)
+    return Run(config, data, model, optimizer, schedule, total, device, step, chosen,
                make_error_warmup(schedule), distributed=distributed, frozen=frozen)
 
 
