@@ -59,18 +59,21 @@ def test_an_interrupted_reproduction_leaves_a_partial_report_that_another_machin
     assert results.rows[0].runs[0].summary == finished.summary
     assert "did not all train on one machine" not in (final / "report.md").read_text()  # one machine: one line
 
-    # Had the first sitting run on another CPU in bf16, the report would name each run's machine and precision.
+    # Had the first sitting run on another CPU in the other precision (bf16 where this one trains in fp32, and the
+    # other way round on a CPU with bf16 units), the report would name each run's machine and precision.
     environment_file = final / "runs" / finished.name / "environment.json"
     environment = json.loads(environment_file.read_text())
+    here = environment["precision"]["precision"]
+    there = "fp32" if here == "bf16" else "bf16"
     elsewhere = {"cpu": "Intel Xeon (another machine)",
-                 "precision": {"precision": "bf16", "setting": "auto", "reason": "the CPU has AMX-BF16"}}
+                 "precision": {"precision": there, "setting": there, "reason": "set in the config"}}
     environment_file.write_text(json.dumps({**environment, **elsewhere}))
     text = build_report(final).read_text()
     assert "did not all train on one machine or in one precision:" in text  # one commit: no commit column
     assert "| row | seed | machine | precision | training time |" in text
     per_run = [line for row in results.rows for line in text.splitlines() if line.startswith(f"| {row.label} | 0 | ")]
-    assert len(per_run) == 2 and "Intel Xeon (another machine)" in per_run[0] and "bf16" in per_run[0]
-    assert "Intel Xeon" not in per_run[1] and "fp32" in per_run[1]
+    assert len(per_run) == 2 and "Intel Xeon (another machine)" in per_run[0] and there in per_run[0]
+    assert "Intel Xeon" not in per_run[1] and here in per_run[1] and there not in per_run[1]
 
     # A run that another machine resumed names both, each with the iteration it trained from.
     environment_file.write_text(json.dumps({**environment, "resumed": [{**environment, **elsewhere,
@@ -78,7 +81,7 @@ def test_an_interrupted_reproduction_leaves_a_partial_report_that_another_machin
     text = build_report(final).read_text()
     resumed_line = next(line for line in text.splitlines() if line.startswith(f"| {results.rows[0].label} | 0 | "))
     assert "(from iteration 0); Intel Xeon (another machine)" in resumed_line
-    assert "| fp32 (from iteration 0); bf16 (from iteration 3) |" in resumed_line
+    assert f"| {here} (from iteration 0); {there} (from iteration 3) |" in resumed_line
 
 
 def test_finished_runs_are_taken_before_any_trains_and_no_train_reports_them_alone(tmp_path):
