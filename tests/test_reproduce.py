@@ -246,6 +246,10 @@ def test_statistics_and_claims():
     rising = [FakeRow("plain-20", 0.3), FakeRow("plain-56", 0.4)]
     assert ordered_claim("deeper is worse", rising, "x", increasing=True).shown is True
     assert ordered_claim("deeper is better", rising, "x", increasing=False).shown is False
+    dipping = [FakeRow("net-20", 0.18), FakeRow("net-32", 0.17), FakeRow("net-44", 0.1714), FakeRow("net-56", 0.16)]
+    broken = ordered_claim("test error falls with depth", dipping, "x", increasing=False)
+    assert broken.shown is False
+    assert broken.evidence.endswith("net-56 16.00. Out of order: net-32 to net-44, 17.00 to 17.14.")  # the one step up
     assert ordered_claim("missing", [rising[0], None], "x", increasing=True).shown is None
     assert ordered_claim("one row orders nothing", rising[:1], "x", increasing=True).shown is None
 

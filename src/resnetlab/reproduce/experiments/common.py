@@ -65,8 +65,13 @@ def ordered_claim(statement: str, rows: list[RowResult | None], key: str, *, inc
     if len(rows) < 2:  # an ordering needs two rows (`reproduce --rows` may run fewer)
         return Claim(statement, None, f"(needs two rows or more; this report holds {len(rows)})")
     pairs = list(itertools.pairwise(values))
-    shown = all((b > a) if increasing else (b < a) for a, b in pairs)
+    in_order = [(b > a) if increasing else (b < a) for a, b in pairs]
+    shown = all(in_order)
     evidence = f"Ours ({what}, %): " + ", ".join(f"{row.label} {100 * v:.2f}" for row, v in zip(rows, values)) + "."
+    if not shown:  # name the steps that break the order, so the verdict says where it fails
+        evidence += " Out of order: " + "; ".join(
+            f"{first.label} to {second.label}, {100 * a:.2f} to {100 * b:.2f}"
+            for (first, second), (a, b), ok in zip(itertools.pairwise(rows), pairs, in_order) if not ok) + "."
     close = {row.label for pair, (a, b) in zip(itertools.pairwise(rows), pairs) if abs(b - a) < CLOSE_CALL
              for row in pair}
     return Claim(statement, shown, evidence, tuple(row.label for row in rows if row.label in close),
