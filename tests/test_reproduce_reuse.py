@@ -11,11 +11,11 @@ from resnetlab.config import save_config
 from resnetlab.errors import UsageError
 from resnetlab.reproduce.budgets import data_overrides
 from resnetlab.reproduce.experiment import get_experiment
-from resnetlab.reproduce.records import adopt_records, adopt_twin, run_state
+from resnetlab.reproduce.records import adopt_records, adopt_twin, run_state, trainer_of
 from resnetlab.reproduce.report import build_report
 from resnetlab.reproduce.results import load_results
 from resnetlab.reproduce.runner import close_call_rows, reproduce
-from resnetlab.reproduce.runs import find_twin, resolve_config, run_name, training_key
+from resnetlab.reproduce.runs import find_twins, resolve_config, run_name, training_key
 from resnetlab.training.checkpoint import LAST_CHECKPOINT, saved_checkpoints
 from resnetlab.training.precision import PRECISION_OPTION
 
@@ -224,22 +224,22 @@ def test_a_twin_is_a_finished_run_of_another_recipe_with_every_setting_but_the_p
     _, twin_config = _smoke_config("identity-shortcuts", SHORTCUT_IDENTITY)
     assert twin_config.paper != config.paper and training_key(twin_config) == training_key(config)
     elsewhere, plan = tmp_path / "elsewhere", SMOKE_PLAN
-    assert find_twin(config, target, [elsewhere], plan) is None
+    assert find_twins(config, target, [elsewhere], plan) == []
 
     _finished_run(elsewhere, "identity-shortcuts", SHORTCUT_IDENTITY, "train.lr=0.05")  # trained otherwise
     _finished_run(elsewhere, "identity-activations", "ResNet-110 (b) BN after addition")  # another net
-    assert find_twin(config, target, [elsewhere], plan) is None
+    assert find_twins(config, target, [elsewhere], plan) == []
     twin = _finished_run(elsewhere, "identity-shortcuts", SHORTCUT_IDENTITY)
-    assert find_twin(config, target, [elsewhere], plan) == twin
+    assert find_twins(config, target, [elsewhere], plan) == [twin]
     # Its curve, recorded at another spacing or without the held-out split, is not what this plan records.
-    assert find_twin(config, target, [elsewhere], replace(plan, curve_every=5)) is None
-    assert find_twin(config, target, [elsewhere], replace(plan, eval_split="val")) is None
+    assert find_twins(config, target, [elsewhere], replace(plan, curve_every=5)) == []
+    assert find_twins(config, target, [elsewhere], replace(plan, eval_split="val")) == []
     # What an experiment measures must be in the records, or a checkpoint must be there to measure it on.
-    assert find_twin(config, target, [elsewhere], plan, needed=("layer_responses.json",)) is None
+    assert find_twins(config, target, [elsewhere], plan, needed=("layer_responses.json",)) == []
     (twin / LAST_CHECKPOINT).write_bytes(b"checkpoint")
-    assert find_twin(config, target, [elsewhere], plan, needed=("layer_responses.json",)) == twin
+    assert find_twins(config, target, [elsewhere], plan, needed=("layer_responses.json",)) == [twin]
     (twin / "summary.json").unlink()
-    assert find_twin(config, target, [elsewhere], plan) is None  # unfinished
+    assert find_twins(config, target, [elsewhere], plan) == []  # unfinished
 
 
 def test_a_twin_brings_its_checkpoint_and_names_the_run_that_trained_never_the_run_itself(tmp_path):
@@ -285,3 +285,35 @@ def test_a_run_whose_twin_has_finished_is_taken_from_it_and_the_report_names_the
                           only_rows=[ACTIVATION_ORIGINAL], reuse=[committed], **quiet)
     assert json.loads((elsewhere / "results.json").read_text())["rows"][0]["twin_of"] == {taken: trained.name}
     assert not saved_checkpoints(there / "runs" / taken / LAST_CHECKPOINT)
+
+
+PREACT_DEPTH_ORIGINAL = "ResNet-110 original"  # a third recipe that trains what the other two do, at smoke
+
+
+def test_the_first_twin_found_is_taken_the_others_named_and_no_twins_trains_the_run(tmp_path):
+    quiet = {"log": lambda m: None, "progress": False}
+    here, fresh, apart = tmp_path / "here", tmp_path / "fresh", [tmp_path / "a", tmp_path / "b"]
+    for out_dir, experiment, label in zip(apart, ("identity-shortcuts", "preact-depth"),
+                                          (SHORTCUT_IDENTITY, PREACT_DEPTH_ORIGINAL), strict=True):
+        reproduce(get_experiment(experiment), "smoke", out_dir=out_dir, only_rows=[label], **quiet)  # apart
+    first, second = (next((out_dir / "runs").iterdir()) for out_dir in apart)
+    messages = []
+    report = reproduce(get_experiment("identity-activations"), "smoke", out_dir=here, only_rows=[ACTIVATION_ORIGINAL],
+                       reuse=apart, log=messages.append, progress=False)
+    taken = json.loads((report / "experiment.json").read_text())["rows"][0]["runs"][0]
+    assert trainer_of(here / "runs" / taken) == first.name
+    assert any(f"{taken}: other twins, trained apart from the one taken (the first found), were left: "
+               f"{second.name}" in m for m in messages)
+
+    # --no-twins trains it, passing over the twin's records committed under the run's own name too.
+    report = reproduce(get_experiment("identity-activations"), "smoke", out_dir=fresh, only_rows=[ACTIVATION_ORIGINAL],
+                       reuse=[here], twins=False, **quiet)
+    manifest = json.loads((report / "experiment.json").read_text())
+    assert manifest["runs_trained"] == 1 and manifest["rows"][0]["runs"] == [taken]
+    assert trainer_of(fresh / "runs" / taken) == taken and run_state(fresh / "runs" / taken) == "done"
+    assert adopt_records(tmp_path / "elsewhere" / taken, [here], own_only=True) is None
+    # A run folder holding a twin's records is refused, not trained over (its copy may be the only one left).
+    with pytest.raises(UsageError, match=f"--no-twins: .*{taken} holds the records of its twin {first.name}"):
+        reproduce(get_experiment("identity-activations"), "smoke", out_dir=here, only_rows=[ACTIVATION_ORIGINAL],
+                  twins=False, **quiet)
+    assert trainer_of(here / "runs" / taken) == first.name

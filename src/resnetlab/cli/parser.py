@@ -110,6 +110,10 @@ def build_parser() -> argparse.ArgumentParser:
     reproduce.add_argument("--no-train", action="store_true",
                            help="train nothing: write the report from the runs finished here or in --reuse folders, "
                                 "counting the others as still to train")
+    reproduce.add_argument("--no-twins", action="store_true",
+                           help="train a run whose twin (a finished run of another experiment's recipe whose "
+                                "config differs only in its note of the paper) is found, instead of taking the "
+                                "twin's records, e.g. to check that training repeats")
     reproduce.add_argument("--device", default="cpu")
     reproduce.add_argument("--precision", choices=("fp32", "bf16"), default=None,
                            help="train the runs trained here in this arithmetic instead of each recipe's "

@@ -35,7 +35,7 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
             report_dir = reproduce(experiment, args.budget, seeds=args.seeds, data=args.data, out_dir=args.out,
                                    device=args.device, progress=args.progress, command=command_line(),
                                    only_rows=args.rows, reuse=args.reuse, train_missing=not args.no_train,
-                                   precision=args.precision)
+                                   precision=args.precision, twins=not args.no_twins)
         except NothingFinished:
             if len(names) == 1:
                 raise

@@ -37,7 +37,7 @@ def stand_ins(results: dict) -> str:
         recipe_model = row.get("recipe_model", row["model"])  # reports built before the field: none named
         if row["model"] != recipe_model and recipe_model not in replaced.setdefault(row["model"], []):
             replaced[row["model"]].append(recipe_model)
-    return "".join(f"; {model} stands in for {' and '.join(names)}" for model, names in replaced.items() if names)
+    return "".join(f"; {model} stands in for {' and '.join(names)}" for model, names in replaced.items())
 
 
 def _status(manifest: dict) -> str:

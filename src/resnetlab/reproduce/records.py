@@ -39,12 +39,16 @@ def copy_records(runs_dir: Path, report_dir: Path, manifest: dict) -> None:
     (report_dir / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2) + "\n")
 
 
-def adopt_records(run_dir: Path, reuse: Sequence[Path], needed: Sequence[str] = ()) -> Path | None:
+def adopt_records(run_dir: Path, reuse: Sequence[Path], needed: Sequence[str] = (),
+                  own_only: bool = False) -> Path | None:
     """Copy the records of a finished run named like ``run_dir`` from a report folder in ``reuse`` (or one level
     below it) into ``run_dir``; returns the folder they came from, or None where no folder has them all (a
-    finished run must also hold ``needed``, the files an experiment measures on trained runs)."""
+    finished run must also hold ``needed``, the files an experiment measures on trained runs). With ``own_only``
+    records that a run took from its twin are passed over (`reproduce --no-twins`)."""
     for folder in reuse:
         for candidate in (folder / "runs" / run_dir.name, *sorted(folder.glob(f"*/runs/{run_dir.name}"))):
+            if own_only and (candidate / TWIN_FILE).is_file():
+                continue
             if run_state(candidate) in FINISHED and (
                     (candidate / DIVERGED_FILE).is_file() or all((candidate / f).is_file() for f in needed)):
                 _copy_files(candidate, run_dir)
@@ -60,14 +64,19 @@ def adopt_twin(run_dir: Path, twin: Path) -> str:
     _copy_files(twin, run_dir)
     for checkpoint in saved_checkpoints(twin / LAST_CHECKPOINT):
         shutil.copy2(checkpoint, run_dir / checkpoint.name)
-    trained_by = twin.name
-    if (twin / TWIN_FILE).is_file():  # a twin's twin: name the run that trained
-        trained_by = json.loads((twin / TWIN_FILE).read_text())["run"]
+    trained_by = trainer_of(twin)
     if trained_by == run_dir.name:  # the twin was taken from this very run: these are its own records
         (run_dir / TWIN_FILE).unlink()
     else:
         (run_dir / TWIN_FILE).write_text(json.dumps({"run": trained_by}, indent=2) + "\n")
     return trained_by
+
+
+def trainer_of(run_dir: Path) -> str:
+    """The name of the run that trained the records in ``run_dir``: its own, or the twin's it took them from."""
+    if (run_dir / TWIN_FILE).is_file():
+        return json.loads((run_dir / TWIN_FILE).read_text())["run"]
+    return run_dir.name
 
 
 def _copy_files(source: Path, target: Path) -> None:

@@ -30,10 +30,10 @@ from resnetlab.config import Config, load_config
 from resnetlab.errors import UsageError
 from resnetlab.reproduce.budgets import BUDGET_NAMES, CLOSE_CALL, Plan, data_overrides
 from resnetlab.reproduce.experiment import Experiment, Row
-from resnetlab.reproduce.records import FINISHED, adopt_records, adopt_twin, copy_records, run_state
+from resnetlab.reproduce.records import FINISHED, adopt_records, adopt_twin, copy_records, run_state, trainer_of
 from resnetlab.reproduce.report import RESULTS_JSON, build_report
 from resnetlab.reproduce.results import MANIFEST_FILE, ReportFolderError
-from resnetlab.reproduce.runs import ensure_trained, find_twin, resolve_config, run_name
+from resnetlab.reproduce.runs import ensure_trained, find_twins, resolve_config, run_name
 from resnetlab.training.checkpoint import LAST_CHECKPOINT, saved_checkpoints
 
 __all__ = ["NothingFinished", "close_call_rows", "ensure_trained", "rebuild", "reproduce", "resolve_config",
@@ -48,12 +48,13 @@ def reproduce(experiment: Experiment, budget: str, *, seeds: int | None = None, 
               out_dir: str | Path = "runs/reproduce", device: str = "cpu", log: Callable[[str], None] = print,
               progress: bool | None = None, command: str | None = None,
               only_rows: Sequence[str] | None = None, reuse: Sequence[str | Path] = (),
-              train_missing: bool = True, precision: str | None = None) -> Path:
+              train_missing: bool = True, precision: str | None = None, twins: bool = True) -> Path:
     """Run every row of ``experiment`` at ``budget`` (or only the rows labelled ``only_rows``) and write its
     report; returns the report folder. Finished runs recorded in the report folders ``reuse`` are not trained
     again. The report covers every row: the runs not trained here (all of them with ``train_missing`` False,
     `--no-train`) count as still to train, and second seeds for close calls wait until every row has its first.
-    ``precision`` (fp32 or bf16) trains here in place of each recipe's ``train.precision``, keeping run names."""
+    ``precision`` (fp32 or bf16) trains here in place of each recipe's ``train.precision``, keeping run names.
+    ``twins`` False (`--no-twins`) trains the runs whose twin has finished instead of taking the twin's records."""
     if budget not in BUDGET_NAMES:
         raise UsageError(f"unknown budget {budget!r}; choose one of {', '.join(BUDGET_NAMES)}")
     plan = experiment.plans[budget]
@@ -83,7 +84,7 @@ def reproduce(experiment: Experiment, budget: str, *, seeds: int | None = None, 
         "rows": [],
     }
     sitting = _Sitting(experiment, budget, plan, out_dir, report_dir, reuse, data_settings, device, log, progress,
-                       manifest, [_row_record(row, []) for row in rows], precision)
+                       manifest, [_row_record(row, []) for row in rows], precision, twins)
     left = sitting.train([(index, row, seed) for index, row in enumerate(rows) for seed in range(seeds)],
                          train_missing, chosen)
     if not any(record["runs"] for record in sitting.records):  # only with --no-train: each run trains otherwise
@@ -126,6 +127,7 @@ class _Sitting:
     manifest: dict
     records: list[dict]  # the manifest's rows, each with the runs finished so far
     precision: str | None  # --precision: the arithmetic of the runs trained here (None: each config's)
+    twins: bool = True  # take a finished twin's records for a run (False: --no-twins, train it)
     started: float = field(default_factory=time.time)
     seed_of: dict[str, int] = field(default_factory=dict)  # run name -> seed, to list each row's runs in seed order
     reused: int = 0  # runs taken finished in this sitting (the others of the manifest trained in it)
@@ -163,6 +165,9 @@ class _Sitting:
     def _take_finished(self, index: int, row: Row, seed: int, run_dir: Path, config: Config) -> bool:
         """Record the run if it has finished here, its records are adopted from a reused folder, or a twin of it
         has finished (here or there)."""
+        if not self.twins and trainer_of(run_dir) != run_dir.name:
+            raise UsageError(f"--no-twins: {run_dir} holds the records of its twin {trainer_of(run_dir)}, taken in "
+                             "an earlier sitting; remove that folder to train the run here, or drop --no-twins")
         if run_state(run_dir) not in FINISHED and not self._adopted(run_dir) and not self._twin_taken(config, run_dir):
             return False
         if run_state(run_dir) == "done" and not self._measurable(run_dir):
@@ -190,21 +195,23 @@ class _Sitting:
         return self._adopted(run_dir)
 
     def _adopted(self, run_dir: Path) -> bool:
-        source = adopt_records(run_dir, self.reuse, self.experiment.measured_files) if self.reuse else None
+        source = (adopt_records(run_dir, self.reuse, self.experiment.measured_files, own_only=not self.twins)
+                  if self.reuse else None)
         if source is not None:
             self.log(f"  {run_dir.name}: {run_state(run_dir)}, its records taken from {source}")
         return source is not None
 
     def _twin_taken(self, config: Config, run_dir: Path) -> bool:
-        """Take the records of a finished twin (`find_twin`) for a run not started here: training it again would
-        repeat the twin's training (on one CPU, bit for bit)."""
-        if run_state(run_dir) != "new":
-            return False  # a run partly trained here resumes
+        """Take the records of a finished twin (`find_twins`, the first found) for a run not started here:
+        training it again would repeat the twin's training (on one CPU, bit for bit)."""
+        if run_state(run_dir) != "new" or not self.twins:
+            return False  # a run partly trained here resumes; --no-twins trains it
         folders = [self.out_dir / "runs", *(folder / "runs" for folder in self.reuse),
                    *(runs for folder in self.reuse for runs in sorted(folder.glob("*/runs")))]
-        twin = find_twin(config, run_dir, folders, self.plan, self.experiment.measured_files)
-        if twin is None:
+        found = find_twins(config, run_dir, folders, self.plan, self.experiment.measured_files)
+        if not found:
             return False
+        twin, others = found[0], sorted({trainer_of(other) for other in found} - {trainer_of(found[0])})
         if run_dir.exists():
             shutil.rmtree(run_dir)  # a start that never reached its first checkpoint
         trained_by = adopt_twin(run_dir, twin)
@@ -214,6 +221,9 @@ class _Sitting:
         else:
             self.log(f"  {run_dir.name}: {run_state(run_dir)}, its records taken from its twin {twin} (trained "
                      f"as {trained_by}): a run of another recipe whose config differs only in its note of the paper")
+        if others:  # twins that trained apart from the one taken (copies of one training are not named)
+            self.log(f"  {run_dir.name}: other twins, trained apart from the one taken (the first found), were "
+                     f"left: {', '.join(others)}")
         return True
 
     def write(self, pending: int = 0) -> Path:

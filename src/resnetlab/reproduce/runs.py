@@ -3,7 +3,7 @@
 A run is named by its recipe, budget, seed and a hash of its resolved config, so two experiments that need the
 same run share it, and a finished or interrupted run is found again by the same command. A run of another recipe
 that trained the very same way (a twin: the recipes differ only in their note of the paper) is found by
-`find_twin`, so one training serves both papers' tables."""
+`find_twins`, so one training serves both papers' tables."""
 
 from __future__ import annotations
 
@@ -25,7 +25,7 @@ from resnetlab.training.probes import CURVE_FILE, TrainingCurve
 from resnetlab.training.session import train
 from resnetlab.training.trainer import TrainingDiverged
 
-__all__ = ["ADDED_LATER", "ensure_trained", "find_twin", "resolve_config", "run_name", "training_key"]
+__all__ = ["ADDED_LATER", "ensure_trained", "find_twins", "resolve_config", "run_name", "training_key"]
 
 
 def resolve_config(row: Row, budget: str, plan: Plan, seed: int, data: Sequence[str]) -> Config:
@@ -92,21 +92,17 @@ def training_key(config: Config) -> str:
     return _digest(settings)
 
 
-def find_twin(config: Config, run_dir: Path, folders: Sequence[Path], plan: Plan,
-              needed: Sequence[str] = ()) -> Path | None:
-    """A finished run, named for another recipe, that trained what ``config`` trains (the same `training_key`,
-    so the same budget and seed), from the run folders held in ``folders``; None where there is none. A twin
-    must have recorded its training curve as ``plan`` records it, and hold ``needed``, the files an experiment
-    measures on trained runs, or a checkpoint to measure them on."""
+def find_twins(config: Config, run_dir: Path, folders: Sequence[Path], plan: Plan,
+               needed: Sequence[str] = ()) -> list[Path]:
+    """The finished runs, named for another recipe, that trained what ``config`` trains (the same `training_key`,
+    so the same budget and seed), from the run folders held in ``folders``, in the order searched: folder by
+    folder, each sorted by name. A twin must have recorded its training curve as ``plan`` records it, and hold
+    ``needed``, the files an experiment measures on trained runs, or a checkpoint to measure them on."""
     stem, budget, seed_part, _ = run_dir.name.rsplit("-", 3)
     key = training_key(config)
-    for folder in folders:
-        for candidate in sorted(folder.glob(f"*-{budget}-{seed_part}-*")):
-            if candidate.name.rsplit("-", 3)[0] == stem:
-                continue  # this recipe's own runs are found by name
-            if _serves(candidate, plan, needed) and _training_key_of(candidate) == key:
-                return candidate
-    return None
+    return [candidate for folder in folders for candidate in sorted(folder.glob(f"*-{budget}-{seed_part}-*"))
+            if candidate.name.rsplit("-", 3)[0] != stem  # this recipe's own runs are found by name
+            and _serves(candidate, plan, needed) and _training_key_of(candidate) == key]
 
 
 def _serves(candidate: Path, plan: Plan, needed: Sequence[str]) -> bool:
