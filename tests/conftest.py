@@ -9,3 +9,10 @@ def _restore_torch_threads():
     threads = torch.get_num_threads()
     yield
     torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="session")
+def smoke_out(tmp_path_factory):
+    """One output folder for the smoke reproductions of the whole session, so experiments share their common runs
+    as they do for users, and a test that needs a report another test built takes its finished runs."""
+    return tmp_path_factory.mktemp("reproduce")

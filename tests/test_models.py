@@ -126,3 +126,14 @@ def test_cifar_builder_checks_the_depth_rule():
 def test_in_channels_option():
     model = resnetlab.create_model("resnet20", in_channels=1)
     assert model(torch.randn(2, 1, 32, 32)).shape == (2, 10)
+
+
+def test_a_net_built_on_the_meta_device_skips_the_he_initialisation(monkeypatch):
+    drawn = []
+    monkeypatch.setattr(nn.init, "kaiming_normal_", lambda weight, **kwargs: drawn.append(weight))
+    with torch.device("meta"):  # how configs are checked and multiply-adds counted: shapes only
+        model = resnetlab.create_model("resnet20")
+    assert drawn == [] and all(p.is_meta for p in model.parameters())
+    model = resnetlab.create_model("resnet20")  # every conv drawn: ResNet-20's 20 layers but the fc (shortcut A)
+    assert len(drawn) == sum(isinstance(m, nn.Conv2d) for m in model.modules()) == 19
+

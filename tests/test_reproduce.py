@@ -34,12 +34,6 @@ IDENTITY_WARMUP_ITERATIONS = 400  # He et al. 2016: lr 0.01 for the first 400 it
 QUIET = {"log": lambda message: None, "progress": False}
 
 
-@pytest.fixture(scope="module")
-def smoke_out(tmp_path_factory):
-    """One output folder for the module, so experiments share their common runs as they do for users."""
-    return tmp_path_factory.mktemp("reproduce")
-
-
 def test_the_issues_experiments_are_all_registered_in_order():
     assert tuple(e.name for e in list_experiments()) == EXPERIMENTS
     for experiment in list_experiments():

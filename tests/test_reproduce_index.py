@@ -19,10 +19,12 @@ QUIET = {"log": lambda message: None, "progress": False}
 
 
 @pytest.fixture(scope="module")
-def results_root(tmp_path_factory):
+def results_root(tmp_path_factory, smoke_out):
+    """Two report folders alone, as under docs/results (their runs come from the session's smoke reproductions)."""
     root = tmp_path_factory.mktemp("results")
     for name in ("stochastic-depth", "warmup-pilot"):
-        reproduce(get_experiment(name), "smoke", out_dir=root, **QUIET)
+        report = reproduce(get_experiment(name), "smoke", out_dir=smoke_out, **QUIET)
+        shutil.copytree(report, root / report.name)
     return root
 
 

@@ -1,5 +1,6 @@
 """A reproduction across sittings and machines: the report is rewritten after every run (marked partial until
-the last), and runs recorded in committed report folders (`--reuse`) are taken instead of trained again."""
+the last; at smoke only after the last), and runs recorded in committed report folders (`--reuse`) are taken
+instead of trained again."""
 
 import json
 import shutil
@@ -31,11 +32,17 @@ def _stop_at_second_row(message: str) -> None:
         raise SessionEnded
 
 
+def _with_partial_reports(experiment):
+    """The experiment with a smoke plan that rewrites the report before each run, as the longer budgets do."""
+    return replace(experiment, plans={**experiment.plans,
+                                      "smoke": replace(experiment.plans["smoke"], partial_reports=True)})
+
+
 def test_an_interrupted_reproduction_leaves_a_partial_report_that_another_machine_finishes(tmp_path):
     experiment = get_experiment(EXPERIMENT)
     first, second = tmp_path / "first_machine", tmp_path / "second_machine"
     with pytest.raises(SessionEnded):
-        reproduce(experiment, "smoke", out_dir=first, log=_stop_at_second_row, progress=False)
+        reproduce(_with_partial_reports(experiment), "smoke", out_dir=first, log=_stop_at_second_row, progress=False)
     report = first / f"{EXPERIMENT}-smoke"
     manifest = json.loads((report / "experiment.json").read_text())
     assert manifest["pending_runs"] == 1
@@ -82,6 +89,23 @@ def test_an_interrupted_reproduction_leaves_a_partial_report_that_another_machin
     resumed_line = next(line for line in text.splitlines() if line.startswith(f"| {results.rows[0].label} | 0 | "))
     assert "(from iteration 0); Intel Xeon (another machine)" in resumed_line
     assert f"| {here} (from iteration 0); {there} (from iteration 3) |" in resumed_line
+
+
+def test_smoke_writes_its_report_once_and_longer_budgets_before_each_run(tmp_path, monkeypatch):
+    import resnetlab.reproduce.runner as runner
+
+    built = []
+    monkeypatch.setattr(runner, "build_report", lambda folder: built.append(folder))
+    experiment = get_experiment(EXPERIMENT)
+    assert experiment.plans["cpu"].partial_reports and not experiment.plans["smoke"].partial_reports
+    reproduce(experiment, "smoke", out_dir=tmp_path / "once", log=lambda m: None, progress=False)
+    assert len(built) == 1  # two runs trained, the report built after the last
+    with pytest.raises(SessionEnded):
+        reproduce(experiment, "smoke", out_dir=tmp_path / "never", log=_stop_at_second_row, progress=False)
+    assert len(built) == 1 and not (tmp_path / "never" / f"{EXPERIMENT}-smoke" / "report.md").exists()
+    reproduce(_with_partial_reports(experiment), "smoke", out_dir=tmp_path / "each", log=lambda m: None,
+              progress=False)
+    assert len(built) == 3  # before the second run, and after it
 
 
 def test_finished_runs_are_taken_before_any_trains_and_no_train_reports_them_alone(tmp_path):

@@ -75,7 +75,8 @@ class ResNet(nn.Module):
         self.final_relu = not block.preactivation and options.placement == "relu_only_preact"
         self.avgpool = nn.AdaptiveAvgPool2d(1)
         self.fc = nn.Linear(channels, num_classes)
-        self._initialise(options.zero_init_residual)
+        if not self.fc.weight.is_meta:  # a net on the meta device (config checks, counting) has no values to draw
+            self._initialise(options.zero_init_residual)
 
     @staticmethod
     def _check_arguments(block, layers, widths, num_classes, stem, options) -> None:

@@ -136,8 +136,8 @@ class _Sitting:
               chosen: set[str] | None = None) -> int:
         """Take the runs of ``todo`` (row index, row, seed) that have finished, here or in a reused folder, then
         train the others of the rows labelled in ``chosen`` (`--rows`; all rows where None) in order, rewriting
-        the partial report before each; returns how many are left untrained (all of the others where
-        ``train_missing`` is False)."""
+        the partial report before each where the plan asks for it; returns how many are left untrained (all of
+        the others where ``train_missing`` is False)."""
         waiting, held = [], 0
         for index, row, seed in todo:
             config = resolve_config(row, self.budget, self.plan, seed, self.data_settings)
@@ -151,7 +151,7 @@ class _Sitting:
                 why = "--no-train" if not train_missing else "not in --rows"
                 self.log(f"  {row.label}, seed {seed}: {run_dir.name} has not finished; left to train ({why})")
         for done, (index, row, seed, config, run_dir) in enumerate(waiting):
-            if any(record["runs"] for record in self.records):  # what has finished so far, marked partial
+            if self.plan.partial_reports and any(record["runs"] for record in self.records):  # marked partial
                 self.write(pending=len(waiting) - done + held)
             length = (f"{config.train.iterations} iterations" if config.train.iterations
                       else f"{config.train.epochs} epochs")
