@@ -136,4 +136,3 @@ def test_a_net_built_on_the_meta_device_skips_the_he_initialisation(monkeypatch)
     assert drawn == [] and all(p.is_meta for p in model.parameters())
     model = resnetlab.create_model("resnet20")  # every conv drawn: ResNet-20's 20 layers but the fc (shortcut A)
     assert len(drawn) == sum(isinstance(m, nn.Conv2d) for m in model.modules()) == 19
-
