@@ -2,17 +2,20 @@
 its full length, runs long enough to pass both compressed learning-rate drops, and the stochastic-depth accuracy
 claim names the length it needs instead of judging a shortened run."""
 
+import json
+
 import pytest
 
 from resnetlab.reproduce.experiment import get_experiment
 from resnetlab.reproduce.experiments.common import close_call, ordered_claim
 from resnetlab.reproduce.experiments.stochastic_depth import CONSTANT, STOCHASTIC, _accuracy_claim
-from resnetlab.reproduce.results import ExperimentResults, RowResult, RunRecord
+from resnetlab.reproduce.results import MANIFEST_FILE, ExperimentResults, RowResult, RunRecord, load_results
 from resnetlab.reproduce.runner import resolve_config
 
 IDENTITY_WARMUP_ITERATIONS, IDENTITY_WARMUP_LR = 400, 0.01  # He et al. 2016: 0.01 for the first 400 iterations
 ERROR_THRESHOLD = 0.8  # He et al. 2015: ResNet-110 warms up at 0.01 until the training error is below 80%
 SD_RECIPE_EPOCHS = 500  # Huang et al. 2016
+TABLE6_ITERATIONS = 64_000  # He et al. 2015: 64k iterations for every CIFAR-10 net of Table 6
 TABLE1_FAIL_ERROR = 0.20  # He et al. 2016, Table 1: "fail" means a test error above 20%
 TABLE1_FAILING = ("constant scaling (0, 1)", "constant scaling (0.5, 1)", "exclusive gating, bias 0",
                   "dropout shortcut (0.5)")
@@ -69,6 +72,23 @@ def test_a_claim_with_rows_still_to_train_names_them_and_one_with_only_diverged_
     claim = ordered_claim("Test error falls with depth.", [trained, untrained], "test_error_at_best_val",
                           increasing=False)
     assert claim.shown is None and claim.evidence == "(no result from ResNet-56: every run diverged)"
+
+
+@pytest.mark.parametrize(("plan_iterations", "needed"), [(5000, "5,000 iterations"),
+                                                          (None, f"{TABLE6_ITERATIONS:,} iterations")])
+def test_a_claim_waiting_for_rows_names_the_length_each_needs_at_the_reports_budget(tmp_path, plan_iterations,
+                                                                                       needed):
+    # A report of one row run at the paper budget (`--rows ResNet-20`) lists the others still to train: the
+    # claim says what they need, the budget's length or (paper budget, no length of its own) the recipe's.
+    rows = [{"label": label, "group": "ResNet", "recipe": "resnet/table6.yaml", "recipe_model": "resnet56",
+             "recipe_length": f"{TABLE6_ITERATIONS} iterations", "recipe_batch_size": 128, "runs": []}
+            for label in ("ResNet-32", "ResNet-56")]
+    manifest = {"plan": {"iterations": plan_iterations}, "rows": rows}
+    (tmp_path / MANIFEST_FILE).write_text(json.dumps(manifest))
+    results = load_results(tmp_path)
+    claim = ordered_claim("Test error falls with depth.", results.rows, "test_error_at_best_val", increasing=False)
+    assert claim.shown is None
+    assert claim.evidence == f"(not run yet: ResNet-32, ResNet-56, {needed} each at this budget)"
 
 
 @pytest.mark.parametrize("budget", ["cpu", "paper"])

@@ -136,6 +136,7 @@ class RowResult:
     paper: dict
     runs: list[RunRecord]
     planned_model: str = ""  # the model the budget trains for this row (its stand-in, if any); "" = the recipe's
+    planned_length: str = ""  # how long the budget trains each run of the row ("5,000 iterations"); "" = unknown
 
     def stats(self, key: str) -> Stats:
         values = tuple(v for v in (run.value(key) for run in self.runs) if v is not None)
@@ -184,12 +185,20 @@ class ExperimentResults:
 def load_results(report_dir: Path) -> ExperimentResults:
     manifest = json.loads((report_dir / MANIFEST_FILE).read_text())
     substitutes = manifest["plan"].get("substitute", {})
+    iterations = manifest["plan"].get("iterations")  # None: the budget trains the recipe's own length
     rows = [RowResult(row["label"], row["group"], row["recipe"], row["recipe_model"], row.get("recipe_length", ""),
                       row.get("recipe_batch_size"), row.get("paper") or {},
                       [RunRecord.read(report_dir / "runs" / name) for name in row["runs"]],
-                      _stand_in(substitutes.get(row["recipe_model"], ())))
+                      _stand_in(substitutes.get(row["recipe_model"], ())),
+                      f"{iterations:,} iterations" if iterations else _with_thousands(row.get("recipe_length", "")))
             for row in manifest["rows"]]
     return ExperimentResults(manifest, rows)
+
+
+def _with_thousands(length: str) -> str:
+    """A recipe's length as the reports print lengths: "64000 iterations" -> "64,000 iterations"."""
+    count, _, unit = length.partition(" ")
+    return f"{int(count):,} {unit}" if count.isdigit() else length
 
 
 def _stand_in(overrides: list[str]) -> str:

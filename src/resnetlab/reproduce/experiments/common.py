@@ -42,11 +42,19 @@ def no_result(rows: list[RowResult | None], key: str) -> str | None:
     report names the rows still to train; rows whose every run diverged are named as such."""
     if any(row is None for row in rows):
         return "(a row of the claim is not in this report)"
-    to_train = [row.label for row in rows if not any(run.finished or run.diverged for run in row.runs)]
+    to_train = [row for row in rows if not any(run.finished or run.diverged for run in row.runs)]
     if to_train:
-        return f"(not run yet: {', '.join(to_train)})"
+        return not_run_note(to_train)
     diverged = [row.label for row in rows if row.stats(key).median is None]
     return f"(no result from {', '.join(diverged)}: every run diverged)" if diverged else None
+
+
+def not_run_note(rows: list[RowResult]) -> str:
+    """A claim's evidence while ``rows`` are still to train: their labels and the length each run needs at the
+    report's budget, so a reader of a partial report (or of one row run at the paper budget) sees what is owed."""
+    lengths = {row.planned_length for row in rows}
+    needs = f", {lengths.pop()} each at this budget" if len(lengths) == 1 and "" not in lengths else ""
+    return f"(not run yet: {', '.join(row.label for row in rows)}{needs})"
 
 
 def close_call(gaps: dict[str, float]) -> tuple[tuple[str, ...], float | None]:

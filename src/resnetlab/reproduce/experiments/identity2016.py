@@ -9,7 +9,7 @@ from pathlib import Path
 from resnetlab.reproduce import figures
 from resnetlab.reproduce.budgets import SMOKE, Plan
 from resnetlab.reproduce.experiment import Analysis, Claim, Experiment, Figure, Row
-from resnetlab.reproduce.experiments.common import budget_notes, close_call, median_of, ordered_claim
+from resnetlab.reproduce.experiments.common import budget_notes, close_call, median_of, not_run_note, ordered_claim
 
 PAPER = "He et al. 2016, Identity Mappings in Deep Residual Networks"
 FAIL_ERROR = 0.20  # Table 1 marks a variant "fail" when its test error stays above 20%
@@ -65,9 +65,9 @@ def _error_figure(results, report_dir: Path, file: str, title: str) -> Figure:
 def _lowest_claim(statement: str, best, others, metric: str) -> Claim:
     best_value = median_of(best, metric)
     values = {row.label: median_of(row, metric) for row in others}
-    not_run = [row.label for row in (best, *others) if not row.runs]
+    not_run = [row for row in (best, *others) if not row.runs]
     if not_run:
-        return Claim(statement, None, f"(not run yet: {', '.join(not_run)})")
+        return Claim(statement, None, not_run_note(not_run))
     if best_value is None:
         return Claim(statement, None, "(the row has no finished run)")
     finished = {label: v for label, v in values.items() if v is not None}
@@ -91,8 +91,7 @@ def _analyze_shortcuts(results, report_dir: Path) -> Analysis:
                  "here too.")
     values = {row.label: median_of(row, results.metric) for row in failing}
     if any(not row.runs for row in failing):
-        analysis.claims.append(Claim(statement, None, "(not run yet: "
-                                     + ", ".join(row.label for row in failing if not row.runs) + ")"))
+        analysis.claims.append(Claim(statement, None, not_run_note([row for row in failing if not row.runs])))
     elif failing:
         shown = all(v is None or v > FAIL_ERROR for v in values.values())
         close, smallest = close_call({label: abs(v - FAIL_ERROR) for label, v in values.items() if v is not None})
