@@ -53,7 +53,8 @@ def not_run_note(rows: list[RowResult]) -> str:
     """A claim's evidence while ``rows`` are still to train: their labels and the length each run needs at the
     report's budget, so a reader of a partial report (or of one row run at the paper budget) sees what is owed."""
     lengths = {row.planned_length for row in rows}
-    needs = f", {lengths.pop()} each at this budget" if len(lengths) == 1 and "" not in lengths else ""
+    each = " each" if len(rows) > 1 else ""
+    needs = f", {lengths.pop()}{each} at this budget" if len(lengths) == 1 and "" not in lengths else ""
     return f"(not run yet: {', '.join(row.label for row in rows)}{needs})"
 
 
