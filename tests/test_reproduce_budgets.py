@@ -89,6 +89,9 @@ def test_a_claim_waiting_for_rows_names_the_length_each_needs_at_the_reports_bud
     claim = ordered_claim("Test error falls with depth.", results.rows, "test_error_at_best_val", increasing=False)
     assert claim.shown is None
     assert claim.evidence == f"(not run yet: ResNet-32, ResNet-56, {needed} each at this budget)"
+    one_row = ordered_claim("Test error falls with depth.", results.rows[:1], "test_error_at_best_val",
+                            increasing=False)
+    assert one_row.evidence == f"(not run yet: ResNet-32, {needed} at this budget)"
 
 
 @pytest.mark.parametrize("budget", ["cpu", "paper"])
