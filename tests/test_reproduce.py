@@ -128,6 +128,10 @@ def test_rows_option_trains_the_named_rows_only_and_reports_every_row(tmp_path):
     text = (report / "report.md").read_text()
     assert ("1 of 2 runs have finished; the rest are still to train. `resnetlab reproduce stochastic-depth "
             "--budget smoke --no-progress` goes on") in text  # the command without --rows trains the rest
+    # Every claim compares the two rows, so each waits for the one not run, and names it with the length it needs.
+    waiting = f"(not run yet: {experiment.rows[0].label}, {experiment.plans['smoke'].iterations:,} iterations at this"
+    claims = json.loads((report / "results.json").read_text())["claims"]
+    assert claims and all(c["shown"] is None and c["evidence"].startswith(waiting) for c in claims)
     from resnetlab.errors import UsageError
 
     with pytest.raises(UsageError, match="not a row of stochastic-depth"):

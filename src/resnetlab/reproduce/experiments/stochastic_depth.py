@@ -107,9 +107,12 @@ def _analyze(results, report_dir: Path) -> Analysis:
     analysis.claims.append(_accuracy_claim(results, constant, stochastic, own.get(CONSTANT)))
     means = [_mean(curve_series(row, "grad_first_conv")[1]) for row in (constant, stochastic)]
     statement = "The first layer gets larger gradients with stochastic depth (mean over training)."
-    analysis.claims.append(Claim(statement, None, "(no gradient records)") if None in means else unless_stalled(
-        Claim(statement, means[1] > means[0],
-              f"Ours: mean |gradient| {means[0]:.3g} constant, {means[1]:.3g} stochastic."), [constant, stochastic]))
+    if (missing := no_result([constant, stochastic], results.metric)) is not None:  # a row still to train
+        analysis.claims.append(Claim(statement, None, missing))
+    else:
+        analysis.claims.append(Claim(statement, None, "(no gradient records)") if None in means else unless_stalled(
+            Claim(statement, means[1] > means[0], f"Ours: mean |gradient| {means[0]:.3g} constant, "
+                                                  f"{means[1]:.3g} stochastic."), [constant, stochastic]))
     return analysis
 
 
