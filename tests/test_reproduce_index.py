@@ -11,11 +11,13 @@ import pytest
 
 from resnetlab.errors import UsageError
 from resnetlab.reproduce.experiment import get_experiment
-from resnetlab.reproduce.index import BEGIN, END, stand_ins, write_index
-from resnetlab.reproduce.report import VERDICTS
+from resnetlab.reproduce.index import BEGIN, END, INDEX_FILE, report_folders, stand_ins, write_index
+from resnetlab.reproduce.report import RESULTS_JSON, VERDICTS, build_report
 from resnetlab.reproduce.runner import reproduce
 
 QUIET = {"log": lambda message: None, "progress": False}
+COMMITTED_RESULTS = Path(__file__).resolve().parents[1] / "docs" / "results"  # the reports the project publishes
+REBUILD = "run `resnetlab report --index docs/results` and commit what it writes"
 
 
 @pytest.fixture(scope="module")
@@ -86,3 +88,21 @@ def test_a_budget_that_trains_smaller_nets_says_which_beside_its_claims():
             {"model": "resnet164", "recipe_model": "resnet164"}]
     assert stand_ins({"rows": rows}) == "; resnet56 stands in for resnet110 and preact_resnet110"
     assert stand_ins({"rows": [{"model": "resnet20"}]}) == ""  # a report built before the field names none
+
+
+@pytest.mark.skipif(not (COMMITTED_RESULTS / INDEX_FILE).is_file(),
+                    reason="docs/results is not beside the tests (an installed copy of the tests)")
+def test_the_committed_reports_say_what_their_records_say_with_todays_code(tmp_path):
+    # Issue 15: every verdict is generated from the records. A change to a claim's code, or a record added
+    # without rebuilding, would leave docs/results saying what the code no longer says.
+    root = Path(shutil.copytree(COMMITTED_RESULTS, tmp_path / "results"))
+    folders = report_folders(root)
+    assert len(folders) >= 10  # the campaign's reports; a lost folder fails here, not silently
+    for folder in folders:
+        committed = json.loads((folder / RESULTS_JSON).read_text())["claims"]
+        build_report(folder)
+        rebuilt = json.loads((folder / RESULTS_JSON).read_text())["claims"]
+        assert [(c["statement"], c["shown"], c["evidence"]) for c in rebuilt] == \
+            [(c["statement"], c["shown"], c["evidence"]) for c in committed], f"{folder.name}: {REBUILD}"
+    committed_table = _table((root / INDEX_FILE).read_text())
+    assert _table(write_index(root).read_text()) == committed_table, f"the claims table: {REBUILD}"
